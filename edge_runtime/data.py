@@ -1,0 +1,60 @@
+"""The labelled data set file: ``images`` uint8 (N,H,W) and ``labels`` uint8 (N,10) multi-hot.
+
+It lives here, beside the device runtime, because training, conversion and the on-device
+benchmark all read it, and the device has only numpy.
+"""
+import zipfile
+
+import numpy as np
+
+from .errors import MnistEdgeError
+from .files import atomic_path
+
+NUM_CLASSES = 10
+
+
+def save_labelled_npz(path, images, labels):
+    """Write exactly the two keys, uncompressed (fast to read on a device), atomically."""
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    labels = np.ascontiguousarray(labels, dtype=np.uint8)
+    _check(images, labels, path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, images=images, labels=labels)
+
+
+def load_labelled_npz(path, require_labels=True):
+    """Read and validate a data set file; every problem becomes a one-line MnistEdgeError."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = set(npz.files)
+            if "images" not in keys:
+                raise MnistEdgeError(f"{path}: no 'images' array (found: {sorted(keys) or 'none'}); "
+                                     "write data sets with `mnist-edge data`")
+            if require_labels and "labels" not in keys:
+                raise MnistEdgeError(f"{path}: no 'labels' array (found: {sorted(keys)}); "
+                                     "a labelled set needs images and labels, as `mnist-edge data` writes")
+            images = npz["images"]
+            labels = npz["labels"] if "labels" in keys else None
+    except MnistEdgeError:
+        raise
+    except FileNotFoundError:
+        raise MnistEdgeError(f"{path}: no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise MnistEdgeError(f"{path}: not a readable .npz file ({e})") from None
+    if labels is not None:
+        _check(images, labels, path)
+    elif images.ndim != 3:
+        raise MnistEdgeError(f"{path}: images must be (N,H,W), got shape {images.shape}")
+    return images, labels
+
+
+def _check(images, labels, path):
+    if images.ndim != 3:
+        raise MnistEdgeError(f"{path}: images must be (N,H,W) grayscale, got shape {images.shape}")
+    if labels.ndim != 2 or labels.shape[1] != NUM_CLASSES:
+        raise MnistEdgeError(f"{path}: labels must be (N,{NUM_CLASSES}) multi-hot, got shape {labels.shape}")
+    if len(images) != len(labels):
+        raise MnistEdgeError(f"{path}: {len(images)} images but {len(labels)} labels")
+    if labels.size and not np.isin(labels, (0, 1)).all():
+        raise MnistEdgeError(f"{path}: labels must be 0/1 multi-hot")

@@ -1,0 +1,101 @@
+"""Multi-label quality metrics and per-digit thresholds, numpy only.
+
+Implemented once and used by training, conversion and the on-device benchmark, so every number
+the toolkit prints comes from the same code. Conventions follow scikit-learn: a ratio whose
+denominator is zero is 0 (``zero_division=0``); a digit is predicted when ``score >= threshold``.
+"""
+import numpy as np
+
+DEFAULT_THRESHOLD = 0.5
+
+
+def binarize(scores, thresholds=DEFAULT_THRESHOLD):
+    """(N,10) scores -> (N,10) uint8 predictions, one threshold per digit (or one for all)."""
+    return (np.asarray(scores) >= np.asarray(thresholds, dtype=np.float64)).astype(np.uint8)
+
+
+def _ratio(num, den):
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def per_digit(y_true, y_pred):
+    """Per-digit precision, recall, F1 and support from 0/1 matrices."""
+    t, p = np.asarray(y_true, dtype=bool), np.asarray(y_pred, dtype=bool)
+    tp = (t & p).sum(axis=0)
+    fp = (~t & p).sum(axis=0)
+    fn = (t & ~p).sum(axis=0)
+    return {
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "support": t.sum(axis=0),
+        "tp": tp, "fp": fp, "fn": fn,
+    }
+
+
+def average_precision(y_true, scores):
+    """Per-digit average precision (area under the step precision-recall curve, as scikit-learn).
+
+    A digit with no positive example gets 0.0.
+    """
+    y_true, scores = np.asarray(y_true, dtype=bool), np.asarray(scores, dtype=np.float64)
+    out = np.zeros(y_true.shape[1])
+    for c in range(y_true.shape[1]):
+        positives = y_true[:, c].sum()
+        if positives == 0:
+            continue
+        order = np.argsort(-scores[:, c], kind="stable")
+        s, t = scores[order, c], y_true[order, c]
+        last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # one cut per distinct score
+        tp = np.cumsum(t)[last_of_tie]
+        precision = tp / (last_of_tie + 1)
+        recall = tp / positives
+        out[c] = np.sum(np.diff(np.r_[0.0, recall]) * precision)
+    return out
+
+
+def evaluate(y_true, scores, thresholds=DEFAULT_THRESHOLD):
+    """Every quality figure the toolkit reports, as plain floats and lists (JSON-ready)."""
+    y_true = np.asarray(y_true, dtype=np.uint8)
+    y_pred = binarize(scores, thresholds)
+    d = per_digit(y_true, y_pred)
+    tp, fp, fn = d["tp"].sum(), d["fp"].sum(), d["fn"].sum()
+    return {
+        "per_digit": {
+            "precision": d["precision"].tolist(),
+            "recall": d["recall"].tolist(),
+            "f1": d["f1"].tolist(),
+            "average_precision": average_precision(y_true, scores).tolist(),
+            "support": d["support"].tolist(),
+        },
+        "macro_f1": float(d["f1"].mean()),
+        "micro_f1": float(_ratio(2 * tp, 2 * tp + fp + fn)),
+        "subset_accuracy": float((y_pred == y_true).all(axis=1).mean()) if len(y_true) else 0.0,
+        "hamming_loss": float((y_pred != y_true).mean()) if len(y_true) else 0.0,
+        "num_images": int(len(y_true)),
+    }
+
+
+def tune_thresholds(y_true, scores):
+    """Per-digit threshold that maximises that digit's F1 on (validation) data.
+
+    Cuts are placed midway between adjacent distinct scores, so they suit scores that move in
+    steps, such as an int8 model's 1/256. A digit with no positive example keeps 0.5.
+    """
+    y_true, scores = np.asarray(y_true, dtype=bool), np.asarray(scores, dtype=np.float64)
+    thresholds = np.full(y_true.shape[1], DEFAULT_THRESHOLD)
+    for c in range(y_true.shape[1]):
+        positives = y_true[:, c].sum()
+        if positives == 0:
+            continue
+        order = np.argsort(-scores[:, c], kind="stable")
+        s, t = scores[order, c], y_true[order, c]
+        last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+        tp = np.cumsum(t)[last_of_tie]
+        f1 = 2 * tp / (last_of_tie + 1 + positives)
+        k = int(np.argmax(f1))  # first (highest) cut reaching the best F1
+        i = last_of_tie[k]
+        below = s[i + 1] if i + 1 < len(s) else max(s[i] - 1e-3, 0.0)
+        thresholds[c] = (s[i] + below) / 2
+    return thresholds
