@@ -1,0 +1,379 @@
+"""The multi-label MNIST data set: several handwritten digits per canvas, labelled by their classes.
+
+numpy only (no TensorFlow), so a device can rebuild the exact test set. Everything is vectorised
+over images (loops run over the few digit slots, never over images), so 60,000 images take about a
+second, and every random choice comes from one seed.
+"""
+import json
+import math
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import click
+import numpy as np
+
+from edge_runtime import __version__
+from edge_runtime.data import NUM_CLASSES, save_labelled_npz
+from edge_runtime.errors import MnistEdgeError
+from edge_runtime.files import atomic_path, write_text_atomic
+from train.mnist import load_mnist
+
+DIGIT = 28  # an MNIST cell is 28x28 ...
+INK = 20    # ... with the digit size-normalised into its central 20x20 box
+
+# How images are composed (also the `data` command's defaults).
+DEFAULTS = dict(
+    canvas=64,               # canvas side in pixels (square)
+    min_digits=1,            # digits per non-empty image: uniform in [min_digits, max_digits]
+    max_digits=4,
+    empty_fraction=0.05,     # share of all-black images with an all-zero label
+    max_overlap=0.25,        # most of a digit's central 20x20 box that any single other digit's box may cover
+    class_prior=None,        # 10 class weights (normalised); None = uniform
+    distinct_classes=False,  # True: no class twice in one image
+    max_shift=None,          # None: anywhere inside the canvas; k: the canvas centre shifted by up to ±k px
+)
+PRESETS = {
+    # Sabour et al. 2017, "Dynamic Routing Between Capsules": two digits of different classes, each
+    # shifted up to 4 px in x and y from the centre of a 36x36 canvas, overlapping freely.
+    "multimnist": dict(canvas=36, min_digits=2, max_digits=2, empty_fraction=0.0, max_overlap=1.0,
+                       distinct_classes=True, max_shift=4),
+}
+SPLIT_SIZES = {"train": 60000, "val": 5000, "test": 10000}  # images per split
+VAL_SOURCE_FRACTION = 0.1  # share of MNIST's training digits reserved for val (train never uses them)
+MAX_TRIES = 20             # position draws for one digit before its image starts over
+MAX_RESTARTS = 200         # rounds of image restarts before the settings count as impossible
+PREVIEW = dict(count=32, columns=8, min_cell=112)  # preview.png: samples, grid columns, cell size in px
+
+
+class Layout(NamedTuple):
+    """Where each image's digits came from, per digit slot; -1 in slots an image does not use."""
+    sources: np.ndarray  # int64 (N, max_digits): index into the MNIST split's images
+    classes: np.ndarray  # int64 (N, max_digits): that digit's class
+    rows: np.ndarray     # int64 (N, max_digits): top row of its 28x28 cell on the canvas
+    cols: np.ndarray     # int64 (N, max_digits): left column
+
+
+class Split(NamedTuple):
+    images: np.ndarray  # uint8 (N, canvas, canvas)
+    labels: np.ndarray  # uint8 (N, 10) multi-hot
+    layout: Layout
+
+
+def resolve_options(preset=None, **overrides):
+    """DEFAULTS, then the preset, then ``overrides``; validated, with the class prior normalised."""
+    if preset is not None and preset not in PRESETS:
+        raise click.BadParameter(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})", param_hint="--preset")
+    unknown = set(overrides) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown composition options: {', '.join(sorted(unknown))}")
+    options = {**DEFAULTS, **PRESETS.get(preset, {}), **overrides}
+    _check(options)
+    return options
+
+
+def _check(o):
+    """Reject settings that cannot work, naming the option to change (click shows these as usage errors)."""
+    def bad(message, option):
+        raise click.BadParameter(message, param_hint=f"--{option.replace('_', '-')}")
+
+    if o["canvas"] < DIGIT:
+        bad(f"{o['canvas']} is smaller than an MNIST digit ({DIGIT} px)", "canvas")
+    if o["min_digits"] < 1:
+        bad("must be at least 1 (use --empty-fraction for images without digits)", "min_digits")
+    if o["max_digits"] < o["min_digits"]:
+        bad(f"{o['max_digits']} is less than --min-digits {o['min_digits']}", "max_digits")
+    for name in ("empty_fraction", "max_overlap"):
+        if not 0 <= o[name] <= 1:
+            bad(f"{o[name]} is not between 0 and 1", name)
+    fit = capacity(o["canvas"], o["max_overlap"], o["max_shift"])
+    if o["max_digits"] > fit:
+        bad(f"{o['max_digits']} digits cannot fit on a {o['canvas']}x{o['canvas']} canvas with max overlap "
+            f"{o['max_overlap']} (at most {fit}); raise --canvas or --max-overlap", "max_digits")
+    if o["class_prior"] is not None:
+        prior = np.asarray(o["class_prior"], dtype=np.float64)
+        if prior.shape != (NUM_CLASSES,) or not np.isfinite(prior).all() or (prior < 0).any() or prior.sum() <= 0:
+            bad("expected 10 non-negative weights, not all zero, e.g. 1,1,1,1,1,1,1,1,1,0.1", "class_prior")
+        o["class_prior"] = (prior / prior.sum()).tolist()
+        if o["distinct_classes"] and np.count_nonzero(prior) < o["max_digits"]:
+            bad(f"{o['max_digits']} different classes per image need at least that many non-zero weights", "class_prior")
+
+
+def capacity(canvas, max_overlap, max_shift=None):
+    """How many digits we promise to place: those a regular grid of cells holds within ``max_overlap``.
+
+    Two central boxes offset by ``s`` px along one axis share ``(20 - s) * 20`` pixels, so the grid
+    step is the smallest ``s`` with ``(20 - s) / 20 <= max_overlap``.
+    """
+    if max_overlap >= 1:
+        return math.inf
+    span = _span(canvas, max_shift)
+    step = math.ceil(INK * (1 - max_overlap) - 1e-9)
+    return (span // step + 1) ** 2
+
+
+def _span(canvas, max_shift):
+    """How far a digit's top-left coordinate ranges: the whole canvas, or the centre's ±max_shift."""
+    free = canvas - DIGIT
+    if max_shift is None:
+        return free
+    return min(2 * max_shift, free)
+
+
+def compose(digits, digit_labels, count, rng, pool=None, **options):
+    """Compose ``count`` multi-label images from the MNIST digits ``digits[pool]`` (all if None).
+
+    Per image: the number of digits is uniform in [min_digits, max_digits], except for exactly
+    ``round(empty_fraction * count)`` all-black images; each digit's class is drawn from the class
+    prior (classes may repeat unless ``distinct_classes``), then a digit of that class uniformly from
+    the pool; each 28x28 cell is placed wholly inside the canvas (or at the centre shifted by up to
+    ``max_shift``) and the cells are combined by pixel-wise max. The label is the set of classes.
+
+    Overlap rule: a digit's *ink box* is the central 20x20 of its cell. For every pair of digits
+    in an image, area(ink box A ∩ ink box B) / 400 <= ``max_overlap`` -- no digit is covered beyond
+    the limit by any single other digit. Positions are drawn by rejection, slot by slot
+    (``MAX_TRIES`` each), and an image whose digit finds no place starts over.
+    """
+    o = resolve_options(**options)
+    slots = o["max_digits"]
+    pool = np.arange(len(digits)) if pool is None else np.asarray(pool)
+
+    counts = rng.integers(o["min_digits"], o["max_digits"] + 1, size=count)
+    counts[rng.choice(count, size=round(o["empty_fraction"] * count), replace=False)] = 0
+    active = np.arange(slots) < counts[:, None]
+
+    classes = _draw_classes(rng, active, o["class_prior"], o["distinct_classes"])
+    sources = np.full((count, slots), -1, dtype=np.int64)
+    sources[active] = _draw_sources(rng, classes[active], digit_labels, pool)
+
+    lo = 0 if o["max_shift"] is None else max(0, (o["canvas"] - DIGIT) // 2 - o["max_shift"])
+    rows, cols = _place(rng, counts, slots, lo, lo + _span(o["canvas"], o["max_shift"]), o["max_overlap"])
+
+    images = np.zeros((count, o["canvas"], o["canvas"]), dtype=np.uint8)
+    # cells[i, r, c] is the 28x28 window of image i whose top-left is (r, c): paste = max into it
+    cells = np.lib.stride_tricks.sliding_window_view(images, (DIGIT, DIGIT), axis=(1, 2), writeable=True)
+    for k in range(slots):  # one digit per image per slot, so no window is written twice at once
+        i = np.flatnonzero(active[:, k])
+        r, c = rows[i, k], cols[i, k]
+        cells[i, r, c] = np.maximum(cells[i, r, c], digits[sources[i, k]])
+
+    labels = np.zeros((count, NUM_CLASSES), dtype=np.uint8)
+    image, slot = np.nonzero(active)
+    labels[image, classes[image, slot]] = 1
+    return Split(images, labels, Layout(sources, classes, rows, cols))
+
+
+def _draw_classes(rng, active, prior, distinct):
+    classes = rng.choice(NUM_CLASSES, size=active.shape, p=prior)
+    if distinct:  # redraw a slot's class while it repeats an earlier slot's
+        for k in range(1, active.shape[1]):
+            clash = active[:, k] & (classes[:, :k] == classes[:, k:k + 1]).any(axis=1)
+            while clash.any():
+                classes[clash, k] = rng.choice(NUM_CLASSES, size=np.count_nonzero(clash), p=prior)
+                clash = active[:, k] & (classes[:, :k] == classes[:, k:k + 1]).any(axis=1)
+    return np.where(active, classes, -1)
+
+
+def _draw_sources(rng, wanted, digit_labels, pool):
+    """A uniformly chosen pool digit of each wanted class."""
+    by_class = pool[np.argsort(digit_labels[pool], kind="stable")]
+    per_class = np.bincount(digit_labels[pool], minlength=NUM_CLASSES)
+    missing = sorted(set(np.unique(wanted)) - set(np.flatnonzero(per_class)))
+    if missing:
+        raise MnistEdgeError(f"the MNIST digits given hold no examples of class {missing}")
+    start = np.cumsum(per_class) - per_class
+    return by_class[start[wanted] + rng.integers(0, per_class[wanted])]
+
+
+def _place(rng, counts, slots, lo, hi, max_overlap):
+    """Top-left corners in [lo, hi]^2 meeting the overlap rule (see ``compose``); -1 for unused slots."""
+    rows = np.full((len(counts), slots), -1, dtype=np.int64)
+    cols = rows.copy()
+    pending = np.flatnonzero(counts > 0)
+    for _ in range(MAX_RESTARTS):
+        if not pending.size:
+            return rows, cols
+        failed = np.zeros(len(counts), dtype=bool)
+        for k in range(slots):
+            todo = pending[(counts[pending] > k) & ~failed[pending]]
+            for _ in range(MAX_TRIES):
+                if not todo.size:
+                    break
+                r, c = rng.integers(lo, hi + 1, size=(2, todo.size))
+                shared = (np.clip(INK - np.abs(rows[todo, :k] - r[:, None]), 0, None)
+                          * np.clip(INK - np.abs(cols[todo, :k] - c[:, None]), 0, None))
+                ok = (shared / INK**2 <= max_overlap).all(axis=1)
+                rows[todo[ok], k], cols[todo[ok], k] = r[ok], c[ok]
+                todo = todo[~ok]
+            failed[todo] = True
+        pending = np.flatnonzero(failed)
+    raise MnistEdgeError(f"could not place {counts.max()} digits within max overlap {max_overlap} after "
+                         f"{MAX_RESTARTS} restarts; raise --canvas or --max-overlap, or lower --max-digits")
+
+
+def compose_splits(mnist, sizes=None, seed=0, preset=None, **options):
+    """Yield ``(name, Split)`` for train, val and test, composed one at a time.
+
+    Train and val draw from a seeded, disjoint division of MNIST's training digits (val gets
+    ``VAL_SOURCE_FRACTION``), test from MNIST's test digits. Each split has its own random stream
+    spawned from ``seed``, so changing one split's size leaves the others byte-identical.
+    """
+    sizes = {**SPLIT_SIZES, **(sizes or {})}
+    options = resolve_options(preset, **options)
+    division, *streams = np.random.SeedSequence(seed).spawn(1 + len(SPLIT_SIZES))
+    order = np.random.default_rng(division).permutation(len(mnist.train_images))
+    n_val = _val_sources(len(order))
+    sources = {"train": (mnist.train_images, mnist.train_labels, np.sort(order[n_val:])),
+               "val": (mnist.train_images, mnist.train_labels, np.sort(order[:n_val])),
+               "test": (mnist.test_images, mnist.test_labels, None)}
+    for (name, (digits, labels, pool)), stream in zip(sources.items(), streams):
+        yield name, compose(digits, labels, sizes[name], np.random.default_rng(stream), pool=pool, **options)
+
+
+def write_dataset(out_dir, sizes=None, seed=0, preset=None, mnist_path=None, log=None, **options):
+    """Compose the three splits and write the data set folder; returns the dataset.json content."""
+    log = log or (lambda line: None)
+    out_dir = Path(out_dir)
+    options = resolve_options(preset, **options)  # fail on bad settings before loading anything
+    sizes = {**SPLIT_SIZES, **(sizes or {})}
+    mnist, source = load_mnist(mnist_path, return_source=True)
+    log(f"MNIST: {source}")
+    info = {
+        "toolkit_version": __version__,
+        "seed": seed,
+        "preset": preset,
+        "parameters": {**options, "val_source_fraction": VAL_SOURCE_FRACTION},
+        "image_shape": [options["canvas"], options["canvas"]],
+        "mnist_source": source,
+        "digit_sources": _digit_sources(mnist),
+        "splits": {},
+    }
+    preview = None
+    start = time.perf_counter()
+    for name, split in compose_splits(mnist, sizes, seed, **options):
+        save_labelled_npz(out_dir / f"{name}.npz", split.images, split.labels)
+        info["splits"][name] = _describe(name, split, options["max_digits"])
+        if preview is None and len(split.images):
+            preview = split
+        log(f"{name}: {len(split.images)} images composed and written in {time.perf_counter() - start:.1f} s")
+        start = time.perf_counter()
+    if preview is not None:
+        write_preview(out_dir / "preview.png", preview.images, preview.labels)
+    write_text_atomic(out_dir / "dataset.json", json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def _val_sources(n_train_digits):
+    return round(VAL_SOURCE_FRACTION * n_train_digits)
+
+
+def _digit_sources(mnist):
+    n, n_val = len(mnist.train_images), _val_sources(len(mnist.train_images))
+    return {"train": f"MNIST training split: {n - n_val} of {n} digits, disjoint from val's",
+            "val": f"MNIST training split: the other {n_val} digits",
+            "test": f"MNIST test split: all {len(mnist.test_images)} digits"}
+
+
+def _describe(name, split, max_digits):
+    digits = split.layout.sources >= 0
+    return {
+        "file": f"{name}.npz",
+        "images": len(split.images),
+        "images_per_class": split.labels.sum(axis=0, dtype=np.int64).tolist(),
+        "digits_per_class": np.bincount(split.layout.classes[digits], minlength=NUM_CLASSES).tolist(),
+        "digit_count_histogram": np.bincount(digits.sum(axis=1), minlength=max_digits + 1).tolist(),
+    }
+
+
+def label_text(label):
+    """'2 5 7' for a multi-hot row, '-' for an empty image."""
+    return " ".join(str(d) for d in np.flatnonzero(label)) or "-"
+
+
+def write_preview(path, images, labels, count=PREVIEW["count"], columns=PREVIEW["columns"]):
+    """A grid of the first ``count`` images, upscaled, each with its label written underneath."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    images, labels = images[:count], labels[:count]
+    scale = max(1, math.ceil(PREVIEW["min_cell"] / images.shape[2]))
+    h, w = images.shape[1] * scale, images.shape[2] * scale
+    text_h, gap = 24, 4
+    rows = math.ceil(len(images) / columns)
+    sheet = Image.new("L", (columns * (w + gap) + gap, rows * (h + text_h + gap) + gap), 64)
+    draw = ImageDraw.Draw(sheet)
+    try:
+        font = ImageFont.load_default(size=18)
+    except TypeError:  # Pillow < 10.1 has only the small bitmap font
+        font = ImageFont.load_default()
+    for n, (image, label) in enumerate(zip(images, labels)):
+        x, y = gap + (n % columns) * (w + gap), gap + (n // columns) * (h + text_h + gap)
+        sheet.paste(Image.fromarray(image).resize((w, h), Image.NEAREST), (x, y))
+        text = label_text(label)
+        draw.text((x + (w - draw.textlength(text, font=font)) / 2, y + h + 2), text, fill=255, font=font)
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG")
+
+
+def _parse_prior(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return [float(w) for w in value.split(",")]
+    except ValueError:
+        raise click.BadParameter("expected 10 comma-separated numbers, e.g. 1,1,1,1,1,1,1,1,1,0.1") from None
+
+
+GEOMETRY = ("canvas", "min_digits", "max_digits", "empty_fraction", "max_overlap")  # options a preset fixes
+
+
+@click.command("data")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--train", "n_train", type=click.IntRange(min=1), default=SPLIT_SIZES["train"], show_default=True,
+              help="Training images.")
+@click.option("--val", "n_val", type=click.IntRange(min=0), default=SPLIT_SIZES["val"], show_default=True,
+              help="Validation images (digits from a held-out part of MNIST's training split).")
+@click.option("--test", "n_test", type=click.IntRange(min=0), default=SPLIT_SIZES["test"], show_default=True,
+              help="Test images (digits from MNIST's test split only).")
+@click.option("--canvas", type=click.IntRange(min=DIGIT), default=DEFAULTS["canvas"], show_default=True,
+              help="Canvas side in pixels (square, at least 28).")
+@click.option("--min-digits", type=click.IntRange(min=1), default=DEFAULTS["min_digits"], show_default=True,
+              help="Fewest digits in a non-empty image.")
+@click.option("--max-digits", type=click.IntRange(min=1), default=DEFAULTS["max_digits"], show_default=True,
+              help="Most digits in an image (the count is uniform between min and max).")
+@click.option("--empty-fraction", type=click.FloatRange(0, 1), default=DEFAULTS["empty_fraction"],
+              show_default=True, help="Share of empty images (no digit, all-zero label).")
+@click.option("--max-overlap", type=click.FloatRange(0, 1), default=DEFAULTS["max_overlap"], show_default=True,
+              help="Most of a digit's central 20x20 box that one other digit's box may cover.")
+@click.option("--class-prior", callback=_parse_prior, metavar="W0,...,W9",
+              help="Relative frequency of each class 0-9, e.g. 1,1,1,1,1,1,1,1,1,0.1 for few nines "
+                   "[default: uniform].")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed for every random choice; the same seed gives byte-identical files.")
+@click.option("--mnist", "mnist_path", type=click.Path(exists=True, path_type=Path),
+              help="MNIST copy: a folder with the four IDX files (.gz or raw) or an mnist.npz "
+                   "[default: $MNIST_EDGE_DATA, then ~/.keras/datasets/mnist.npz, then a Keras download].")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)),
+              help="multimnist: Sabour et al. 2017's MultiMNIST (36x36, two digits of different classes, "
+                   "each shifted up to 4 px); fixes the canvas, digit and overlap options.")
+@click.pass_context
+def data_command(ctx, out_dir, n_train, n_val, n_test, class_prior, seed, mnist_path, preset, **geometry):
+    """Compose the multi-label MNIST data set into OUT_DIR.
+
+    Writes train.npz, val.npz and test.npz (images uint8 (N,H,W), labels uint8 (N,10) multi-hot),
+    dataset.json (parameters, per-class counts, digit-count histograms) and preview.png.
+
+    \b
+    Example:
+      mnist-edge data data/ --seed 1
+      mnist-edge data data/multimnist --preset multimnist
+    """
+    if preset is not None:
+        given = [f"--{name.replace('_', '-')}" for name in GEOMETRY
+                 if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
+        if given:
+            raise click.UsageError(f"--preset {preset} sets the canvas and digit options itself; drop {', '.join(given)}")
+        geometry = {}
+    write_dataset(out_dir, sizes={"train": n_train, "val": n_val, "test": n_test}, seed=seed, preset=preset,
+                  mnist_path=mnist_path, log=lambda line: click.echo(line, err=True),
+                  class_prior=class_prior, **geometry)
+    click.echo(f"Wrote {out_dir}/{{train,val,test}}.npz, dataset.json and preview.png")
