@@ -1,0 +1,47 @@
+"""``mnist-edge convert``: the options; the work is in convert.tflite (TensorFlow loads only when it runs)."""
+import os
+from pathlib import Path
+
+import click
+
+from .tflite import CALIB_SAMPLES, DEFAULT_FORMATS, FORMATS, SEED, VERIFY_SAMPLES, convert
+
+
+def _formats(ctx, param, value):
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        raise click.BadParameter(f"{', '.join(unknown) or 'nothing given'}; choose from {', '.join(FORMATS)}")
+    return tuple(dict.fromkeys(names))
+
+
+@click.command("convert")
+@click.argument("source", type=click.Path(exists=True, path_type=Path), metavar="RUN_DIR|MODEL.keras")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for model_<format>.tflite (created if missing).")
+@click.option("--formats", default=",".join(DEFAULT_FORMATS), show_default=True, callback=_formats,
+              help=f"Comma-separated formats out of {', '.join(FORMATS)}.")
+@click.option("--calib", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Train or val .npz for int8 calibration (never test).  [default: the --val file]")
+@click.option("--calib-samples", type=click.IntRange(min=1), default=CALIB_SAMPLES, show_default=True,
+              help="Calibration images, a seeded random choice.")
+@click.option("--val", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Validation .npz for agreement checks and threshold re-tuning.  "
+                   "[default: val.npz of the data set recorded in RUN_DIR/metadata.json]")
+@click.option("--verify-samples", type=click.IntRange(min=1), default=VERIFY_SAMPLES, show_default=True,
+              help="Validation images on which each file is compared with the Keras model.")
+@click.option("--seed", type=int, default=SEED, show_default=True, help="Seed for choosing calibration and verification images.")
+def convert_command(source, out, formats, calib, calib_samples, val, verify_samples, seed):
+    """Convert a trained model to verified TensorFlow Lite files with metadata inside.
+
+    \b
+    float32  plain TFLite, the reference;
+    int8     full-integer (int8 input/output, TFLITE_BUILTINS_INT8 only, per-channel weights),
+             the file that ships to devices; thresholds re-tuned on its own validation scores;
+    dynamic  dynamic-range (int8 weights), and float16 (float16 weights), for the benchmark.
+    Each file is checked (ops, integer-only, agreement with Keras) before it replaces an older
+    one; a check that fails exits non-zero and says why.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's info lines would bury the table
+    convert(source, out, formats=formats, calib=calib, calib_samples=calib_samples, val=val,
+            verify_samples=verify_samples, seed=seed)
