@@ -1,0 +1,87 @@
+"""Compare the --arch choices: parameters, multiply-adds, float TFLite size and single-image latency.
+
+    python -m train.compare_archs [RUN_DIR ...]
+
+Latency needs no trained weights, so the models are fresh (a minute's work in all); give run folders
+from ``mnist-edge train`` to add each arch's test macro-F1 from its metadata.json. Latency is the
+float32 TFLite model in ai_edge_litert on one thread (default XNNPACK delegate), median of
+``--runs`` single-image invokes after a warm-up. Lives in train/ because it builds Keras models.
+"""
+import argparse
+import contextlib
+import io
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from train.fit import ARCHS
+
+
+def float_tflite(model):
+    import tensorflow as tf
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the SavedModel export lists its signatures
+        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def latency_ms(tflite, runs, warmup, threads):
+    """Median and 90th percentile of one-image invokes, in milliseconds."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tflite, num_threads=threads)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    image = np.random.default_rng(0).random(inp["shape"], dtype=np.float32)
+    times = []
+    for i in range(warmup + runs):
+        interpreter.set_tensor(inp["index"], image)
+        start = time.perf_counter()
+        interpreter.invoke()
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times), float(np.percentile(times, 90))
+
+
+def test_f1(run_dirs):
+    """{arch: test macro-F1} from finished runs' metadata.json."""
+    f1 = {}
+    for run_dir in run_dirs:
+        meta = json.loads((Path(run_dir) / "metadata.json").read_text())
+        f1[meta["arch"]] = meta["metrics"]["test"]["macro_f1"]
+    return f1
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dirs", nargs="*", help="finished `mnist-edge train` runs, for the F1 column")
+    parser.add_argument("--size", type=int, default=64, help="canvas side (default 64)")
+    parser.add_argument("--runs", type=int, default=200, help="timed invokes per model (default 200)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed invokes first (default 20)")
+    parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from train.models import build_model, count_macs
+
+    f1 = test_f1(args.run_dirs)
+    rows = []
+    for arch in ARCHS:
+        model = build_model(arch, (args.size, args.size, 1))
+        tflite = float_tflite(model)
+        median, p90 = latency_ms(tflite, args.runs, args.warmup, args.threads)
+        rows.append((arch, model.count_params(), count_macs(model), len(tflite), median, p90, f1.get(arch)))
+    base = {row[0]: row[4] for row in rows}["seed-cnn"]
+    print(f"\n{args.size}x{args.size} input, float32 TFLite, ai_edge_litert, {args.threads} thread(s), "
+          f"median of {args.runs} single-image invokes")
+    print(f"{'arch':<9} {'params':>10} {'mult-adds':>12} {'file KB':>8} {'median ms':>10} {'p90 ms':>7} "
+          f"{'vs seed-cnn':>11} {'test F1':>8}")
+    for arch, params, macs, size, median, p90, score in rows:
+        print(f"{arch:<9} {params:>10,} {macs:>12,} {size / 1024:>8.1f} {median:>10.3f} {p90:>7.3f} "
+              f"{base / median:>10.1f}x {'-' if score is None else f'{score:.4f}':>8}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""``mnist-edge pipeline``: data -> train -> convert -> bench in one resumable command.
+
+Each stage is the same click command a user would run by hand (invoked with ctx.invoke, so every
+check and message is shared), writing into one folder:
+
+    OUT/data/    train.npz val.npz test.npz dataset.json preview.png   (mnist-edge data)
+    OUT/run/     model.keras metadata.json history.csv                 (mnist-edge train)
+    OUT/models/  model_float32.tflite model_int8.tflite                (mnist-edge convert)
+    OUT/bench/   report.md report.json report.csv *.png                (mnist-edge bench)
+    OUT/report.md                                                      (copy of bench/report.md)
+    OUT/pipeline.json                                                  (options and finished stages)
+
+A finished stage is skipped on the next run; ``--redo STAGE`` runs it (and every later stage)
+again. Changing an option that a finished stage depended on is refused rather than silently mixed.
+"""
+import json
+import shutil
+import time
+from pathlib import Path
+
+import click
+
+from benchmarks.cli import bench_command
+from convert.cli import convert_command
+from edge_runtime.errors import MnistEdgeError
+from edge_runtime.files import atomic_path, write_text_atomic
+from train.dataset import data_command
+from train.fit import train_command
+
+STAGES = ("data", "train", "convert", "bench")
+# Options borrowed from `data` and `train` (same names, help and checks), keyed by the stage they feed.
+DATA_OPTIONS = ("n_train", "n_val", "n_test", "canvas", "min_digits", "max_digits", "empty_fraction",
+                "max_overlap", "class_prior", "mnist_path", "preset")
+TRAIN_OPTIONS = ("arch", "epochs", "batch_size", "lr", "pos_weight", "patience")
+SHIPPED_FORMATS = ("float32", "int8")
+# --quick: the whole chain on a small subset (about a minute on 2 cores); an explicit option still wins.
+QUICK = dict(n_train=6000, n_val=1000, n_test=1000, epochs=4, runs=50, warmup=10, threads=(1,), batches=(1, 32))
+# Bench settings of a full run: enough timed runs for stable percentiles, every core and one.
+BENCH = dict(runs=300, warmup=30, threads=(1, 2), batches=(1, 8, 64))
+
+
+def _borrow(command, names):
+    return [p for p in command.params if p.name in names]
+
+
+@click.command("pipeline")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for every stage's output (created; reused to resume).")
+@click.option("--quick", is_flag=True,
+              help=f"Small subset, few epochs, short benchmark: the whole chain in about a minute ({QUICK}).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed for the data set, the weights and the data order.")
+@click.option("--redo", type=click.Choice(STAGES + ("all",)), multiple=True,
+              help="Run this stage again even if it finished (later stages follow). Repeatable.")
+@click.option("--max-f1-drop", type=click.FloatRange(min=0), default=None,
+              help="Release gate passed to bench: fail if int8 loses more F1 than this on any digit.")
+@click.option("--ship", is_flag=True,
+              help="Copy the float32 and int8 models into edge_runtime/models/, the defaults `infer` uses.")
+@click.pass_context
+def pipeline_command(ctx, out, quick, seed, redo, max_f1_drop, ship, **given):
+    """From MNIST to a benchmarked int8 model: data, train, convert, bench.
+
+    Takes `mnist-edge data` and `mnist-edge train` options too (below). Re-running with the same
+    --out resumes: finished stages are skipped, an interrupted training run continues from its
+    last checkpoint.
+
+    \b
+    Examples:
+      mnist-edge pipeline --out runs/quick --quick
+      mnist-edge pipeline --out runs/default --ship     # regenerates the shipped default models
+    """
+    def explicit(name):
+        return ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
+
+    if quick:
+        given.update({k: v for k, v in QUICK.items() if k in given and not explicit(k)})
+    bench = {**BENCH, **({k: QUICK[k] for k in BENCH} if quick else {})}
+    options = {"seed": seed, "quick": quick, **{k: _jsonable(v) for k, v in given.items()}}
+    dirs = {"data": out / "data", "run": out / "run", "models": out / "models", "bench": out / "bench"}
+
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "pipeline.json"
+    state = _read_state(state_path)
+    redo = set(STAGES) if "all" in redo else set(redo)
+    feeds = {"data": DATA_OPTIONS + ("seed",), "train": TRAIN_OPTIONS + ("seed",), "convert": (), "bench": ("quick",)}
+
+    def save():
+        write_text_atomic(state_path, json.dumps(state, indent=2) + "\n")
+
+    rerun = False  # once a stage runs, every later stage runs too: its inputs changed
+    for number, stage in enumerate(STAGES, 1):
+        header = f"[{number}/{len(STAGES)}] {stage}"
+        done = state["finished"].get(stage)
+        if done and not rerun and stage not in redo:
+            changed = [k for k in feeds[stage] if k in done["options"] and done["options"][k] != options.get(k)]
+            if changed:
+                diffs = ", ".join(f"{k}: {done['options'][k]!r} -> {options.get(k)!r}" for k in changed)
+                raise MnistEdgeError(f"{out} holds a finished '{stage}' stage made with other options ({diffs}); "
+                                     f"add --redo {stage} or use a new --out")
+            click.echo(f"{header}: done already, skipped (--redo {stage} to run it again)", err=True)
+            continue
+        click.echo(f"{header} ...", err=True)
+        start = time.perf_counter()
+        state["finished"].pop(stage, None)
+        save()
+        if stage == "data":
+            ctx.invoke(data_command, out_dir=dirs["data"], seed=seed, **_pick(given, DATA_OPTIONS))
+        elif stage == "train":
+            if done or stage in redo or rerun:
+                shutil.rmtree(dirs["run"], ignore_errors=True)  # a finished or stale run: start over
+            resume = (dirs["run"] / "checkpoint").exists()
+            if resume:
+                click.echo(f"resuming the interrupted training run in {dirs['run']}", err=True)
+            ctx.invoke(train_command, data=dirs["data"], out=dirs["run"], seed=seed, resume=resume,
+                       **_pick(given, TRAIN_OPTIONS))
+        elif stage == "convert":
+            ctx.invoke(convert_command, source=dirs["run"], out=dirs["models"], formats=SHIPPED_FORMATS)
+        else:
+            models = [dirs["models"] / f"model_{f}.tflite" for f in SHIPPED_FORMATS]
+            ctx.invoke(bench_command, models=models, data=dirs["data"] / "test.npz", out=dirs["bench"],
+                       max_f1_drop=max_f1_drop, **bench)
+            shutil.copyfile(dirs["bench"] / "report.md", out / "report.md")
+        state["finished"][stage] = {"options": {k: options.get(k) for k in feeds[stage]},
+                                    "seconds": round(time.perf_counter() - start, 1)}
+        save()
+        rerun = True
+    if ship:
+        _ship(dirs["models"])
+    click.echo(f"Pipeline finished: {out / 'report.md'}", err=True)
+
+
+def _ship(models_dir):
+    """Install the pipeline's models as the package's defaults (what `infer` uses without --model)."""
+    import edge_runtime
+
+    target = Path(edge_runtime.__file__).parent / "models"
+    for fmt in SHIPPED_FORMATS:
+        name = f"model_{fmt}.tflite"
+        with atomic_path(target / name) as tmp:
+            shutil.copyfile(models_dir / name, tmp)
+        click.echo(f"shipped {target / name}", err=True)
+
+
+def _read_state(path):
+    if not path.exists():
+        return {"finished": {}}
+    try:
+        state = json.loads(path.read_text())
+        state["finished"]  # noqa: B018 - the one key every state has
+        return state
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise MnistEdgeError(f"{path}: unreadable pipeline state ({e}); delete it to start over") from None
+
+
+def _pick(values, names):
+    return {k: values[k] for k in names if k in values}
+
+
+def _jsonable(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+pipeline_command.params.extend(_borrow(data_command, DATA_OPTIONS) + _borrow(train_command, TRAIN_OPTIONS))
