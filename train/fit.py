@@ -22,7 +22,7 @@ MNIST_DATA_SEED = 0    # --mnist composes the data set `mnist-edge data` writes 
 # Training defaults, in one place.
 DEFAULTS = dict(
     arch="edge-cnn",       # the CNN designed for int8 edge inference (train/models.py)
-    epochs=10,             # the cosine schedule spans them; ~1-1.5 min each for 60k images on 2 cores
+    epochs=12,             # the cosine schedule spans them; ~1-1.5 min each for 60k images on 2 cores
     batch_size=128,        # global batch, split across replicas under --strategy mirrored
     lr=3e-3,               # Adam peak learning rate, cosine-decayed to 1% of it over --epochs
     seed=0,                # weight initialisation and data order
