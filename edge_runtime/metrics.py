@@ -34,6 +34,15 @@ def per_digit(y_true, y_pred):
     }
 
 
+def _cuts(truth, score):
+    """Scores sorted high to low, the last index of each run of equal scores (one cut per distinct
+    score), and the true positives above each cut."""
+    order = np.argsort(-score, kind="stable")
+    s = score[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    return s, last_of_tie, np.cumsum(truth[order])[last_of_tie]
+
+
 def average_precision(y_true, scores):
     """Per-digit average precision (area under the step precision-recall curve, as scikit-learn).
 
@@ -45,10 +54,7 @@ def average_precision(y_true, scores):
         positives = y_true[:, c].sum()
         if positives == 0:
             continue
-        order = np.argsort(-scores[:, c], kind="stable")
-        s, t = scores[order, c], y_true[order, c]
-        last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # one cut per distinct score
-        tp = np.cumsum(t)[last_of_tie]
+        _, last_of_tie, tp = _cuts(y_true[:, c], scores[:, c])
         precision = tp / (last_of_tie + 1)
         recall = tp / positives
         out[c] = np.sum(np.diff(np.r_[0.0, recall]) * precision)
@@ -89,10 +95,7 @@ def tune_thresholds(y_true, scores):
         positives = y_true[:, c].sum()
         if positives == 0:
             continue
-        order = np.argsort(-scores[:, c], kind="stable")
-        s, t = scores[order, c], y_true[order, c]
-        last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-        tp = np.cumsum(t)[last_of_tie]
+        s, last_of_tie, tp = _cuts(y_true[:, c], scores[:, c])
         f1 = 2 * tp / (last_of_tie + 1 + positives)
         k = int(np.argmax(f1))  # first (highest) cut reaching the best F1
         i = last_of_tie[k]
