@@ -1,0 +1,166 @@
+"""Pictures and arrays from files, made to look like the model's training images.
+
+Image files (PNG, JPEG, BMP, PGM and anything else Pillow reads) go through one documented recipe:
+
+1. EXIF orientation applied; any mode to 8-bit gray (16-bit scaled down, palette and CMYK via RGB;
+   transparent pixels are laid on white when the visible ink is dark, on black when it is light,
+   so the ink stays visible either way).
+2. Polarity: the background is the median of the border pixels. A light background (> 127) means
+   dark ink on paper, so the image is inverted: MNIST digits are light on dark.
+3. Fit: resized keeping the aspect ratio to fit the model's H x W, then padded with the background
+   to exactly H x W. Never stretched, since a squashed digit is a different shape.
+
+``.npy`` / ``.npz`` (key ``images``) files hold data, not photos: uint8 (N,H,W) or (H,W) already in
+MNIST polarity (float in [0,1] is scaled to 0..255); they are fitted the same way but never inverted.
+"""
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import MnistEdgeError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".pnm", ".ppm", ".pbm"}  # what folders expand to
+ARRAY_SUFFIXES = {".npy", ".npz"}
+LIGHT = 127  # border median above this = light background, so the image is inverted
+
+
+def load_images(inputs, size, errors=None):
+    """[(name, uint8 (H,W) image)] for files, folders and arrays, fitted to ``size`` = (H, W).
+
+    Names are the path, or ``path#i`` for the i-th image of an array file. A file that cannot be
+    read raises a one-line MnistEdgeError, unless a list is passed as ``errors``: then the error is
+    appended there and loading carries on with the other files (as ``mnist-edge infer`` does).
+    """
+    images = []
+    for name, item in iter_images(inputs, size):
+        if isinstance(item, MnistEdgeError):
+            if errors is None:
+                raise item
+            errors.append(item)
+        else:
+            images.append((name, item))
+    return images
+
+
+def iter_images(inputs, size):
+    """Yield (name, image) or (name, MnistEdgeError) in input order, one file at a time (low memory)."""
+    for path, problem in _expand(inputs):
+        if problem:
+            yield str(path), MnistEdgeError(f"{path}: {problem}")
+            continue
+        try:
+            if path.suffix.lower() in ARRAY_SUFFIXES:
+                for i, image in enumerate(_read_array(path)):
+                    yield f"{path}#{i}", fit(image, size, 0)
+            else:
+                image, background = to_mnist_polarity(read_gray(path, size))
+                yield str(path), fit(image, size, background)
+        except MnistEdgeError as e:
+            yield str(path), e
+
+
+def _expand(inputs):
+    """(path, problem or None) in order, a folder replaced by its image files, sorted."""
+    for given in [inputs] if isinstance(inputs, (str, Path)) else inputs:
+        path = Path(given)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir()
+                           if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith("."))
+            if not files:
+                yield path, f"folder has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            yield from ((file, None) for file in files)
+        else:
+            yield path, None if path.exists() else "no such file"
+
+
+def read_gray(path, size=None):
+    """Decode any image file to uint8 (H,W), step 1 of the recipe; a one-line error for anything bad.
+
+    With ``size`` = (H, W), a JPEG decodes straight to gray at the smallest scale still twice that
+    size: a phone photo then costs a fraction of the time and memory on a device.
+    """
+    try:
+        with warnings.catch_warnings():
+            # Over Image.MAX_IMAGE_PIXELS Pillow only warns; treat it like the error it raises at 2x.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if size and im.format == "JPEG" and im.mode in ("L", "RGB"):
+                    im.draft("L", (2 * size[1], 2 * size[0]))
+                return _gray(ImageOps.exif_transpose(im))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise MnistEdgeError(f"{path}: image too large, refused as a possible decompression bomb ({e})") from None
+    except MemoryError:
+        raise MnistEdgeError(f"{path}: image too large for memory") from None
+    except Exception as e:  # decoders of malformed files raise many types (OSError, SyntaxError, struct.error...)
+        reason = (str(e).splitlines() or [""])[0] or type(e).__name__
+        raise MnistEdgeError(f"{path}: not a readable image ({reason})") from None
+
+
+def _gray(im):
+    if im.mode.startswith("I"):  # 16-bit (I;16*) and 32-bit int: 0..65535 to 0..255
+        a = np.asarray(im, dtype=np.float64) / 257
+        return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float64)
+        gray = rgba[..., :3] @ np.array([0.299, 0.587, 0.114])  # ITU-R 601-2 luma, as Pillow's "L"
+        alpha = rgba[..., 3] / 255
+        ink = (gray * alpha).sum() / max(alpha.sum(), 1e-9)
+        background = 255.0 if ink <= LIGHT else 0.0
+        return np.rint(gray * alpha + background * (1 - alpha)).astype(np.uint8)
+    if im.mode != "L":  # other modes (CMYK, YCbCr...) go through RGB, which Pillow converts from anything
+        im = (im if im.mode in ("1", "P", "RGB", "F") else im.convert("RGB")).convert("L")
+    return np.asarray(im, dtype=np.uint8)
+
+
+def to_mnist_polarity(image):
+    """Step 2: (image, background) with dark-on-light images inverted so digits are light on dark."""
+    border = np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+    background = int(np.median(border))
+    return (255 - image, 255 - background) if background > LIGHT else (image, background)
+
+
+def fit(image, size, background):
+    """Step 3: resize keeping the aspect ratio to fit (H,W), centred and padded with ``background``."""
+    height, width = size
+    h, w = image.shape
+    if (h, w) == (height, width):
+        return image
+    scale = min(height / h, width / w)
+    new_h, new_w = max(1, min(height, round(h * scale))), max(1, min(width, round(w * scale)))
+    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
+    out = np.full((height, width), background, dtype=np.uint8)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    out[top:top + new_h, left:left + new_w] = resized
+    return out
+
+
+def _read_array(path):
+    """uint8 (N,H,W) from a .npy or .npz (``images`` key)."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if hasattr(loaded, "files"):  # an .npz archive
+            with loaded:
+                if "images" not in loaded.files:
+                    raise MnistEdgeError(f"{path}: no 'images' array (found: {', '.join(loaded.files) or 'none'})")
+                loaded = loaded["images"]
+    except MnistEdgeError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise MnistEdgeError(f"{path}: not a readable {path.suffix} file ({e})") from None
+    array = loaded
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3:
+        raise MnistEdgeError(f"{path}: images must be (N,H,W) or (H,W) grayscale, got shape {array.shape}")
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise MnistEdgeError(f"{path}: images contain NaN or infinite values")
+        if array.size and (array.min() < 0 or array.max() > 1):
+            raise MnistEdgeError(f"{path}: float images must lie in [0,1], got {array.min():g}..{array.max():g}")
+        return np.rint(array * 255).astype(np.uint8)
+    if array.dtype != np.uint8:
+        raise MnistEdgeError(f"{path}: images must be uint8 (or float in [0,1]), got {array.dtype}")
+    return array

@@ -1,0 +1,182 @@
+"""Find a TFLite interpreter, check a model file, and load it into the interpreter.
+
+The interpreter packages are tried in the order a device is likely to have them; TensorFlow is only
+the last resort and is imported by name at call time, so importing ``edge_runtime`` never pulls it in.
+tflite-runtime builds models without verifying them and crashes the process on a truncated file, so
+every file is first checked here, in Python, against the parts of the TFLite schema it reads.
+"""
+import importlib
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MnistEdgeError
+
+# runtime name -> (module holding Interpreter and OpResolverType, package whose __version__ we report)
+RUNTIMES = {
+    "ai_edge_litert": ("ai_edge_litert.interpreter", "ai_edge_litert"),
+    "tflite_runtime": ("tflite_runtime.interpreter", "tflite_runtime"),
+    "tensorflow": ("tensorflow", "tensorflow"),  # Interpreter under .lite, OpResolverType under .lite.experimental
+}
+IO_DTYPES = (np.float32, np.int8, np.uint8)  # tensor types the Classifier can feed and read
+NUM_CLASSES = 10
+
+
+def import_runtime(runtime="auto"):
+    """Return (Interpreter class, OpResolverType enum, runtime name, version) of the first importable runtime."""
+    names = list(RUNTIMES) if runtime == "auto" else [runtime]
+    if runtime not in RUNTIMES and runtime != "auto":
+        raise MnistEdgeError(f"unknown runtime {runtime!r}; choose auto, {', '.join(RUNTIMES)}")
+    for name in names:
+        module_name, package = RUNTIMES[name]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        if name == "tensorflow":
+            interpreter, resolver = module.lite.Interpreter, module.lite.experimental.OpResolverType
+        else:
+            interpreter, resolver = module.Interpreter, module.OpResolverType
+        return interpreter, resolver, name, importlib.import_module(package).__version__
+    if runtime != "auto":
+        raise MnistEdgeError(f"runtime {runtime} is not installed (pip install {runtime.replace('_', '-')})")
+    raise MnistEdgeError("no TFLite interpreter installed: pip install ai-edge-litert "
+                         "(32-bit Pi OS or Python <= 3.11: pip install 'numpy<2' tflite-runtime==2.14.0)")
+
+
+def load_interpreter(model_path, num_threads, runtime="auto", use_xnnpack=True):
+    """Check ``model_path`` and return (allocated interpreter, runtime name, runtime version).
+
+    ``use_xnnpack=False`` selects the op resolver without default delegates, to compare against
+    XNNPACK. Every problem with the file is a one-line MnistEdgeError naming it.
+    """
+    data = read_model_bytes(model_path)
+    interpreter_class, resolver, name, version = import_runtime(runtime)
+    resolver_type = resolver.BUILTIN if use_xnnpack else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        interpreter = interpreter_class(model_content=data, num_threads=int(num_threads),
+                                        experimental_op_resolver_type=resolver_type)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise MnistEdgeError(f"{model_path}: {name} cannot load this model ({reason})") from None
+    check_signature(interpreter, model_path)
+    return interpreter, name, version
+
+
+def read_model_bytes(model_path):
+    """The file's bytes, once they look like a complete TFLite flatbuffer."""
+    path = Path(model_path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise MnistEdgeError(f"{path}: model file not found") from None
+    except IsADirectoryError:
+        raise MnistEdgeError(f"{path}: is a folder, expected a .tflite file") from None
+    except OSError as e:
+        raise MnistEdgeError(f"{path}: cannot read the model ({e.strerror or e})") from None
+    if not data:
+        raise MnistEdgeError(f"{path}: model file is empty")
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise MnistEdgeError(f"{path}: not a TFLite model (no TFL3 identifier at bytes 4-8)")
+    problem = _verify(data)
+    if problem:
+        raise MnistEdgeError(f"{path}: corrupt or truncated TFLite model ({problem})")
+    return data
+
+
+def check_signature(interpreter, model_path):
+    """One (1,H,W,1) image in, 10 scores out, in types the Classifier converts: the toolkit's model contract."""
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise MnistEdgeError(f"{model_path}: expected 1 input and 1 output tensor, found {len(inputs)} and {len(outputs)}")
+    shape_in, shape_out = (tuple(int(n) for n in d[0]["shape"]) for d in (inputs, outputs))
+    if len(shape_in) != 4 or shape_in[0] != 1 or shape_in[3] != 1:
+        raise MnistEdgeError(f"{model_path}: input must be one grayscale image (1,H,W,1), found {shape_in}")
+    if shape_out != (1, NUM_CLASSES):
+        raise MnistEdgeError(f"{model_path}: output must be {NUM_CLASSES} digit scores (1,{NUM_CLASSES}), found {shape_out}")
+    for role, detail in (("input", inputs[0]), ("output", outputs[0])):
+        if detail["dtype"] not in IO_DTYPES:
+            raise MnistEdgeError(f"{model_path}: {role} type {np.dtype(detail['dtype']).name} is not supported "
+                                 "(float32, int8 or uint8)")
+        if detail["dtype"] != np.float32 and not detail["quantization"][0] > 0:
+            raise MnistEdgeError(f"{model_path}: {role} is {np.dtype(detail['dtype']).name} without a quantization scale")
+
+
+# --- structural check of the flatbuffer --------------------------------------------------------
+# Field kinds by table, from tensorflow/lite/schema/schema.fbs (field id -> kind). "str" is a string,
+# "[n]" a vector of n-byte scalars, "[Name]" a vector of tables, "Name" a table; "table" is a union
+# member or a rarely used table whose inside the check does not descend into (bounds only).
+SCHEMA = {
+    "Model": {1: "[OperatorCode]", 2: "[SubGraph]", 3: "str", 4: "[Buffer]", 5: "[4]", 6: "[Metadata]",
+              7: "[SignatureDef]", 8: "[table]", 9: "[table]"},
+    "OperatorCode": {1: "str"},
+    "SubGraph": {0: "[Tensor]", 1: "[4]", 2: "[4]", 3: "[Operator]", 4: "str"},
+    "Tensor": {0: "[4]", 3: "str", 4: "QuantizationParameters", 6: "table", 7: "[4]", 9: "[table]"},
+    "QuantizationParameters": {0: "[4]", 1: "[4]", 2: "[4]", 3: "[8]", 5: "table"},
+    "Operator": {1: "[4]", 2: "[4]", 4: "table", 5: "[1]", 7: "[1]", 8: "[4]", 12: "table"},
+    "Buffer": {0: "[1]"},
+    "Metadata": {0: "str"},
+    "SignatureDef": {0: "[TensorMap]", 1: "[TensorMap]", 2: "str"},
+    "TensorMap": {0: "str"},
+    "table": {},
+}
+_U32, _I32, _U16, _U64 = struct.Struct("<I"), struct.Struct("<i"), struct.Struct("<H"), struct.Struct("<Q")
+
+
+class _Bad(Exception):
+    pass
+
+
+def _verify(data):
+    """None if every table, vector and string the interpreter reads lies inside ``data``, else why not."""
+    try:
+        _table(data, _U32.unpack_from(data, 0)[0], "Model")
+    except _Bad as e:
+        return str(e)
+    except struct.error:  # a read that ran off the end
+        return "data ends early"
+    return None
+
+
+def _table(data, pos, kind):
+    _need(data, pos, 4, kind)
+    vtable = pos - _I32.unpack_from(data, pos)[0]
+    _need(data, vtable, 4, f"{kind} vtable", align=2)
+    vsize, tsize = _U16.unpack_from(data, vtable)[0], _U16.unpack_from(data, vtable + 2)[0]
+    _need(data, vtable, vsize, f"{kind} vtable", align=2)
+    _need(data, pos, tsize, kind)
+    fields = [_U16.unpack_from(data, vtable + 4 + 2 * i)[0] for i in range((vsize - 4) // 2)]
+    if any(offset >= tsize for offset in fields if offset):
+        raise _Bad(f"{kind} field outside its table")
+    for field, child in SCHEMA[kind].items():
+        if field < len(fields) and fields[field]:
+            at = pos + fields[field]
+            _reference(data, at + _U32.unpack_from(data, at)[0], child)
+    if kind == "Buffer" and len(fields) > 2 and fields[1] and fields[2]:  # data stored after the flatbuffer
+        offset, size = _U64.unpack_from(data, pos + fields[1])[0], _U64.unpack_from(data, pos + fields[2])[0]
+        if offset > 1 and offset + size > len(data):
+            raise _Bad("buffer data past the end of the file")
+
+
+def _reference(data, pos, kind):
+    if kind == "str" or not kind.startswith("["):
+        if kind == "str":
+            _need(data, pos, 4, "string")
+            _need(data, pos + 4, _U32.unpack_from(data, pos)[0] + 1, "string", align=1)
+        else:
+            _table(data, pos, kind)
+        return
+    _need(data, pos, 4, "vector")
+    count, item = _U32.unpack_from(data, pos)[0], kind[1:-1]
+    _need(data, pos + 4, count * (int(item) if item.isdigit() else 4), "vector", align=1)
+    if not item.isdigit():
+        for i in range(count):
+            at = pos + 4 + 4 * i
+            _table(data, at + _U32.unpack_from(data, at)[0], item)
+
+
+def _need(data, pos, size, what, align=4):
+    if pos % align or pos < 0 or pos + size > len(data):
+        raise _Bad(f"{what} at byte {pos} is {'misaligned' if pos % align else 'outside the file'}")
