@@ -50,7 +50,7 @@ METHODS = {
     "load": f"median of {LOAD_REPEATS} fresh Classifier constructions (file already in the OS cache); "
             "first inference = the first one-image call after each of those loads",
     "memory": "a fresh child process imports the runtime, loads only this model and scores one batch of "
-              "the largest size; peak_rss_mb is its peak resident set size (ru_maxrss: Python, numpy, "
+              "the largest size; peak_rss_mb is its peak resident set size (VmHWM, else ru_maxrss: Python, numpy, "
               "interpreter and model), model_rss_mb the growth of its current RSS (/proc/self/statm) "
               "from just before loading the model to after the inference",
     "quality": "edge_runtime.metrics.evaluate on every image of the data set, each model with its own "
@@ -234,10 +234,16 @@ def _stats(us):
 
 
 def _maxrss_mb():
-    import resource  # POSIX only
+    """This process's peak RSS. Linux: VmHWM, which exec resets; ru_maxrss would keep the peak of
+    the parent it was forked from (a pipeline with TensorFlow loaded: ~900 MB of someone else's)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration, ValueError, IndexError):
+        import resource  # POSIX only
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 def _rss_now_mb():
@@ -271,7 +277,7 @@ _CHILD = ("import json, sys; from benchmarks.bench import memory_child; "
 
 
 def _memory(path, threads, runtime, use_xnnpack, batch):
-    """Peak RSS of this model alone, in a short-lived child process (ru_maxrss never goes down).
+    """Peak RSS of this model alone, in a short-lived child process (a peak never goes down).
 
     A plain subprocess rather than multiprocessing: 'spawn' re-runs the caller's main script,
     which breaks scripts without an ``if __name__ == "__main__"`` guard.

@@ -218,16 +218,20 @@ def convert_saved_model(saved_model, fmt, calib_images=None):
 
 
 def format_table(reports):
-    """The verification table: one row per format, then each file's op list."""
+    """The verification table: one row per format, then each file's op list.
+
+    same: images whose digit set matches Keras; sure: the same among images Keras is sure of.
+    """
     rows = [f"{'format':8} {'size KB':>8} {'int-only':>8}  {'input':24} {'output':24} "
-            f"{'max|dp|':>8} {'mean|dp|':>8} {'same':>6} {'dF1':>7}  status"]
+            f"{'max|dp|':>8} {'mean|dp|':>8} {'same':>6} {'sure':>6} {'dF1':>7}  status"]
     for r in reports:
         s, a = r.get("structure"), r.get("agreement")
         size = r.get("size_bytes") or (s["size_bytes"] if s else 0)
         integer = ("yes" if s["fully_integer"] else "no") if s else "-"
         inp, out = (_io_text(s["quantization"][k]) for k in ("input", "output")) if s else ("-", "-")
         diffs = (f"{a['max_abs_diff']:8.2g} {a['mean_abs_diff']:8.2g} {a['identical_sets']:6.1%} "
-                 f"{a['macro_f1'] - a['macro_f1_keras']:+7.4f}" if a else f"{'-':>8} {'-':>8} {'-':>6} {'-':>7}")
+                 f"{a['identical_sets_confident']:6.1%} {a['macro_f1'] - a['macro_f1_keras']:+7.4f}"
+                 if a else f"{'-':>8} {'-':>8} {'-':>6} {'-':>6} {'-':>7}")
         status = "FAILED" if "error" in r else f"ok -> {r['path']}"
         rows.append(f"{r['format']:8} {size / 1024:8.1f} {integer:>8}  {inp:24} {out:24} {diffs}  {status}")
     for r in reports:

@@ -20,11 +20,14 @@ threshold in a well-trained model, so its figures are better):
 - float16: weights rounded to 11-bit mantissas, arithmetic in float32: max |Δp| measured
   3e-4 to 2e-3, bound 1e-2; identical sets measured >= 99.6%, bound 99%.
 - dynamic: int8 weights, activations quantized on the fly: mean |Δp| measured ~1e-3, bound 0.01;
-  identical sets measured 0.97-0.99, bound 95%.
+  identical sets on confident images (below) >= 99%.
 - int8: scores move in steps of 1/256 and errors add up through the layers, so one image's max
   |Δp| (measured 0.03-0.07) is recorded, not bounded. Mean |Δp| measured ~0.003, bound 0.02 (five
-  output steps); identical sets measured 0.968-0.98 for faithful conversions against 0.87 for
-  one calibrated on noise and 0.16 on dimmed images, bound 95%; macro-F1 drop measured
+  output steps). Identical sets over all images measured 0.968-0.98 for faithful conversions of
+  seconds-trained models, but only 0.895 for a faithful one (F1 drop 0.003) of a 1-minute model
+  whose scores crowd its thresholds, so that figure is recorded, not bounded; the bound is on the
+  images whose Keras scores are all >= 0.05 from the thresholds, where a faithful conversion
+  cannot flip a decision: >= 99% (0.16 overall for a file calibrated on dimmed images). Macro-F1 drop measured
   0.004-0.008, bound 0.02 (the "silent accuracy collapse"). The file must also be fully integer (no tensor of a floating type
   read or written by any op, int8 input and output) with input scale 1/255 and zero point -128,
   so that q = pixel - 128 exactly.
@@ -39,9 +42,11 @@ from edge_runtime.metrics import binarize, evaluate
 BOUNDS = {
     "float32": {"max_abs_diff": 1e-4, "identical_sets": 0.999},
     "float16": {"max_abs_diff": 1e-2, "identical_sets": 0.99},
-    "dynamic": {"mean_abs_diff": 0.01, "identical_sets": 0.95},
-    "int8": {"mean_abs_diff": 0.02, "identical_sets": 0.95, "macro_f1_drop": 0.02},
+    "dynamic": {"mean_abs_diff": 0.01, "identical_sets_confident": 0.99},
+    "int8": {"mean_abs_diff": 0.02, "identical_sets_confident": 0.99, "macro_f1_drop": 0.02},
 }
+# An image is "confident" when every Keras score lies at least this far from its threshold.
+CONFIDENT_MARGIN = 0.05
 FLOAT_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16", "COMPLEX64", "COMPLEX128"}
 
 
@@ -113,12 +118,17 @@ def agreement(ref, val_scores, thresholds):
     """How closely a file's ``val_scores`` follow the Keras model, and what they are worth.
 
     ``identical_sets`` applies the Keras thresholds to both, so it measures the conversion alone;
+    ``identical_sets_confident`` counts only images the Keras model is sure of (every score at least
+    CONFIDENT_MARGIN from its threshold): a faithful conversion cannot flip those, however weak the
+    model, while a borderline image may flip on one 1/256 step.
     ``identical_sets_own_thresholds`` gives the file its own (re-tuned) ones, as deployed.
     ``macro_f1``/``macro_f1_keras``: each with its own thresholds on the same images.
     """
     probs, labels = val_scores[ref.subset], ref.labels[ref.subset]
     diff = np.abs(probs.astype(np.float64) - ref.keras.astype(np.float64))
     expected = binarize(ref.keras, ref.thresholds)
+    same = (binarize(probs, ref.thresholds) == expected).all(axis=1)
+    confident = (np.abs(ref.keras - ref.thresholds) >= CONFIDENT_MARGIN).all(axis=1)
     f1 = evaluate(labels, probs, thresholds)["macro_f1"]
     keras_f1 = evaluate(labels, ref.keras, ref.thresholds)["macro_f1"]
     return {
@@ -126,7 +136,9 @@ def agreement(ref, val_scores, thresholds):
         "non_finite": int((~np.isfinite(val_scores)).any(axis=1).sum()),
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
-        "identical_sets": float((binarize(probs, ref.thresholds) == expected).all(axis=1).mean()),
+        "identical_sets": float(same.mean()),
+        "confident_images": int(confident.sum()),
+        "identical_sets_confident": float(same[confident].mean()) if confident.any() else 1.0,
         "identical_sets_own_thresholds": float((binarize(probs, thresholds) == expected).all(axis=1).mean()),
         "macro_f1": f1,
         "macro_f1_keras": keras_f1,
@@ -152,6 +164,6 @@ def problems(fmt, structure, agree):
         found.append(f"{agree['non_finite']} validation images get NaN or infinite scores")
     for key, bound in BOUNDS[fmt].items():
         value = agree[key]
-        if not (value >= bound if key == "identical_sets" else value <= bound):  # NaN fails too
+        if not (value >= bound if key.startswith("identical_sets") else value <= bound):  # NaN fails too
             found.append(f"{key.replace('_', ' ')} {value:.4g} is beyond the {fmt} bound {bound:g}")
     return found
