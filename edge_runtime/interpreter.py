@@ -3,15 +3,15 @@
 The interpreter packages are tried in the order a device is likely to have them; TensorFlow is only
 the last resort and is imported by name at call time, so importing ``edge_runtime`` never pulls it in.
 tflite-runtime builds models without verifying them and crashes the process on a truncated file, so
-every file is first checked here, in Python, against the parts of the TFLite schema it reads.
+every file is first checked, in Python, by ``edge_runtime.flatbuffer.verify``.
 """
 import importlib
-import struct
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MnistEdgeError
+from .flatbuffer import verify
 
 # runtime name -> (module holding Interpreter and OpResolverType, package whose __version__ we report)
 RUNTIMES = {
@@ -80,7 +80,7 @@ def read_model_bytes(model_path):
         raise MnistEdgeError(f"{path}: model file is empty")
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise MnistEdgeError(f"{path}: not a TFLite model (no TFL3 identifier at bytes 4-8)")
-    problem = _verify(data)
+    problem = verify(data)
     if problem:
         raise MnistEdgeError(f"{path}: corrupt or truncated TFLite model ({problem})")
     return data
@@ -102,81 +102,3 @@ def check_signature(interpreter, model_path):
                                  "(float32, int8 or uint8)")
         if detail["dtype"] != np.float32 and not detail["quantization"][0] > 0:
             raise MnistEdgeError(f"{model_path}: {role} is {np.dtype(detail['dtype']).name} without a quantization scale")
-
-
-# --- structural check of the flatbuffer --------------------------------------------------------
-# Field kinds by table, from tensorflow/lite/schema/schema.fbs (field id -> kind). "str" is a string,
-# "[n]" a vector of n-byte scalars, "[Name]" a vector of tables, "Name" a table; "table" is a union
-# member or a rarely used table whose inside the check does not descend into (bounds only).
-SCHEMA = {
-    "Model": {1: "[OperatorCode]", 2: "[SubGraph]", 3: "str", 4: "[Buffer]", 5: "[4]", 6: "[Metadata]",
-              7: "[SignatureDef]", 8: "[table]", 9: "[table]"},
-    "OperatorCode": {1: "str"},
-    "SubGraph": {0: "[Tensor]", 1: "[4]", 2: "[4]", 3: "[Operator]", 4: "str"},
-    "Tensor": {0: "[4]", 3: "str", 4: "QuantizationParameters", 6: "table", 7: "[4]", 9: "[table]"},
-    "QuantizationParameters": {0: "[4]", 1: "[4]", 2: "[4]", 3: "[8]", 5: "table"},
-    "Operator": {1: "[4]", 2: "[4]", 4: "table", 5: "[1]", 7: "[1]", 8: "[4]", 12: "table"},
-    "Buffer": {0: "[1]"},
-    "Metadata": {0: "str"},
-    "SignatureDef": {0: "[TensorMap]", 1: "[TensorMap]", 2: "str"},
-    "TensorMap": {0: "str"},
-    "table": {},
-}
-_U32, _I32, _U16, _U64 = struct.Struct("<I"), struct.Struct("<i"), struct.Struct("<H"), struct.Struct("<Q")
-
-
-class _Bad(Exception):
-    pass
-
-
-def _verify(data):
-    """None if every table, vector and string the interpreter reads lies inside ``data``, else why not."""
-    try:
-        _table(data, _U32.unpack_from(data, 0)[0], "Model")
-    except _Bad as e:
-        return str(e)
-    except struct.error:  # a read that ran off the end
-        return "data ends early"
-    return None
-
-
-def _table(data, pos, kind):
-    _need(data, pos, 4, kind)
-    vtable = pos - _I32.unpack_from(data, pos)[0]
-    _need(data, vtable, 4, f"{kind} vtable", align=2)
-    vsize, tsize = _U16.unpack_from(data, vtable)[0], _U16.unpack_from(data, vtable + 2)[0]
-    _need(data, vtable, vsize, f"{kind} vtable", align=2)
-    _need(data, pos, tsize, kind)
-    fields = [_U16.unpack_from(data, vtable + 4 + 2 * i)[0] for i in range((vsize - 4) // 2)]
-    if any(offset >= tsize for offset in fields if offset):
-        raise _Bad(f"{kind} field outside its table")
-    for field, child in SCHEMA[kind].items():
-        if field < len(fields) and fields[field]:
-            at = pos + fields[field]
-            _reference(data, at + _U32.unpack_from(data, at)[0], child)
-    if kind == "Buffer" and len(fields) > 2 and fields[1] and fields[2]:  # data stored after the flatbuffer
-        offset, size = _U64.unpack_from(data, pos + fields[1])[0], _U64.unpack_from(data, pos + fields[2])[0]
-        if offset > 1 and offset + size > len(data):
-            raise _Bad("buffer data past the end of the file")
-
-
-def _reference(data, pos, kind):
-    if kind == "str" or not kind.startswith("["):
-        if kind == "str":
-            _need(data, pos, 4, "string")
-            _need(data, pos + 4, _U32.unpack_from(data, pos)[0] + 1, "string", align=1)
-        else:
-            _table(data, pos, kind)
-        return
-    _need(data, pos, 4, "vector")
-    count, item = _U32.unpack_from(data, pos)[0], kind[1:-1]
-    _need(data, pos + 4, count * (int(item) if item.isdigit() else 4), "vector", align=1)
-    if not item.isdigit():
-        for i in range(count):
-            at = pos + 4 + 4 * i
-            _table(data, at + _U32.unpack_from(data, at)[0], item)
-
-
-def _need(data, pos, size, what, align=4):
-    if pos % align or pos < 0 or pos + size > len(data):
-        raise _Bad(f"{what} at byte {pos} is {'misaligned' if pos % align else 'outside the file'}")

@@ -27,7 +27,7 @@ DEFAULTS = dict(
     lr=3e-3,               # Adam peak learning rate, cosine-decayed to 1% of it over --epochs
     seed=0,                # weight initialisation and data order
     pos_weight="none",     # plain BCE: scores stay calibrated; per-digit thresholds then set each cut
-    patience=4,            # epochs without a lower validation loss before stopping (best epoch kept)
+    patience=4,            # epochs without a better validation macro-F1 before stopping (best epoch kept)
     strategy="default",    # tf.distribute strategy the training step runs under
     deterministic=True,    # TensorFlow op determinism: same seed, same machine -> same weights
 )
@@ -171,7 +171,7 @@ def print_report(meta):
                    "training labels, clipped to [1, 100], for imbalanced sets. (Not Keras class_weight: it "
                    "weights a whole image by one argmax class, wrong for multi-digit labels.)")
 @click.option("--patience", type=click.IntRange(min=1), default=DEFAULTS["patience"], show_default=True,
-              help="Stop after this many epochs without a lower validation loss; the best epoch's weights are kept.")
+              help="Stop after this many epochs without a better validation macro-F1; the best epoch's weights are kept.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored"]), default=DEFAULTS["strategy"], show_default=True,
               help="tf.distribute strategy: mirrored replicates the step over all GPUs (else all logical CPUs).")
 @click.option("--deterministic/--no-deterministic", default=DEFAULTS["deterministic"], show_default=True,
