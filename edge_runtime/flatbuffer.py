@@ -40,7 +40,7 @@ class Reader:
     """Little-endian reads of flatbuffer tables, vectors and strings that never leave ``data``."""
 
     def __init__(self, data):
-        self.data = data
+        self.data, self.parsed = data, {}  # table position -> field offsets, so each vtable is read once
 
     def need(self, pos, size, what, align=1):
         if pos % align or pos < 0 or pos + size > len(self.data):
@@ -62,6 +62,8 @@ class Reader:
 
     def table(self, pos, kind="table"):
         """The field offsets of the table at ``pos`` (0: absent), once it and its vtable are inside the data."""
+        if pos in self.parsed:
+            return self.parsed[pos]
         vtable = pos - self.scalar("<i", pos, kind, align=4)
         vsize = self.scalar("<H", vtable, f"{kind} vtable", align=2)
         size = self.scalar("<H", vtable + 2, f"{kind} vtable")
@@ -71,6 +73,7 @@ class Reader:
         fields = [self.scalar("<H", vtable + 2 * i, f"{kind} vtable") for i in range(2, vsize // 2)]
         if any(offset >= size for offset in fields):
             raise BadFlatbuffer(f"{kind} field outside its table")
+        self.parsed[pos] = fields
         return fields
 
     def field(self, table, field_id):
