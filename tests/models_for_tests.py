@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from train import dataset
 from train.mnist import load_mnist
 
 SIZE = 64        # canvas side, as the shipped models
@@ -28,17 +29,9 @@ SHIPPED = Path(__file__).resolve().parents[1] / "edge_runtime" / "models"
 
 def compose(digits, num, seed, max_digits=3):
     """``num`` canvases with 1..max_digits distinct MNIST digits each -> (images uint8, labels (N,10))."""
-    rng = np.random.default_rng(seed)
-    images, labels = digits
-    canvases = np.zeros((num, SIZE, SIZE), np.uint8)
-    multi_hot = np.zeros((num, 10), np.uint8)
-    for canvas, hot in zip(canvases, multi_hot):
-        for d in rng.choice(10, rng.integers(1, max_digits + 1), replace=False):
-            src = images[rng.choice(np.flatnonzero(labels == d))]
-            y, x = rng.integers(0, SIZE - 28, size=2)
-            np.maximum(canvas[y:y + 28, x:x + 28], src, out=canvas[y:y + 28, x:x + 28])
-            hot[d] = 1
-    return canvases, multi_hot
+    split = dataset.compose(*digits, num, np.random.default_rng(seed), **dataset.resolve_options(
+        canvas=SIZE, max_digits=max_digits, empty_fraction=0.0, distinct_classes=True))
+    return split.images, split.labels
 
 
 def sample_images(mnist_dir, num=16, seed=1):
