@@ -59,7 +59,10 @@ def test_f1(run_dirs):
     """{arch: test macro-F1} from finished runs' metadata.json."""
     f1 = {}
     for run_dir in run_dirs:
-        meta = json.loads((Path(run_dir) / "metadata.json").read_text())
+        path = Path(run_dir) / "metadata.json"
+        if not path.is_file():
+            raise SystemExit(f"{path}: not found; give folders of finished `mnist-edge train` runs")
+        meta = json.loads(path.read_text())
         f1[meta["arch"]] = meta["metrics"]["test"]["macro_f1"]
     return f1
 

@@ -33,7 +33,7 @@ DATA_OPTIONS = ("n_train", "n_val", "n_test", "canvas", "min_digits", "max_digit
                 "max_overlap", "class_prior", "mnist_path", "preset")
 TRAIN_OPTIONS = ("arch", "epochs", "batch_size", "lr", "pos_weight", "patience")
 SHIPPED_FORMATS = ("float32", "int8")
-# --quick: the whole chain on a small subset (about a minute on 2 cores); an explicit option still wins.
+# --quick: the whole chain on a small subset (under two minutes on 2 cores); an explicit option still wins.
 QUICK = dict(n_train=6000, n_val=1000, n_test=1000, epochs=4, runs=50, warmup=10, threads=(1,), batches=(1, 32))
 # Bench settings of a full run: enough timed runs for stable percentiles, every core and one.
 BENCH = dict(runs=300, warmup=30, threads=(1, 2), batches=(1, 8, 64))
@@ -47,7 +47,7 @@ def _borrow(command, names):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for every stage's output (created; reused to resume).")
 @click.option("--quick", is_flag=True,
-              help=f"Small subset, few epochs, short benchmark: the whole chain in about a minute ({QUICK}).")
+              help=f"Small subset, few epochs, short benchmark: the whole chain in under two minutes ({QUICK}).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed for the data set, the weights and the data order.")
 @click.option("--redo", type=click.Choice(STAGES + ("all",)), multiple=True,
