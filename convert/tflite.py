@@ -21,7 +21,7 @@ import click
 import numpy as np
 
 from edge_runtime import __version__
-from edge_runtime.data import load_labelled_npz
+from edge_runtime.data import PREPROCESSING, load_labelled_npz, to_model_input
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.files import atomic_path
 from edge_runtime.metadata import read_metadata
@@ -36,7 +36,6 @@ CALIB_SAMPLES = 300  # calibration ranges settle after a few hundred images; mor
 VERIFY_SAMPLES = 1000  # resolves a 1% difference in identical-set rate; Keras predicts them once
 SEED = 0  # picks calibration and verification images
 # Used when a bare model.keras comes without metadata.json (the contract every model here follows).
-DEFAULT_PREPROCESSING = {"scale": 1 / 255, "polarity": "light-on-dark"}
 
 
 def convert(source, out_dir, formats=DEFAULT_FORMATS, calib=None, calib_samples=CALIB_SAMPLES,
@@ -55,13 +54,13 @@ def convert(source, out_dir, formats=DEFAULT_FORMATS, calib=None, calib_samples=
     rng = np.random.default_rng(seed)
     subset = np.sort(rng.choice(len(val_images), min(verify_samples, len(val_images)), replace=False))
     ref = verify.Reference(val_images, val_labels, subset,
-                           model.predict(val_images[subset][..., None] / np.float32(255), verbose=0, batch_size=256),
+                           model.predict(to_model_input(val_images[subset]), verbose=0, batch_size=256),
                            np.asarray(base.get("thresholds", [0.5] * 10), dtype=np.float64))
     base = {
         **base,
         "input_shape": [int(d) for d in model.input_shape[1:]],
         "class_names": base.get("class_names", [str(d) for d in range(10)]),
-        "preprocessing": base.get("preprocessing", DEFAULT_PREPROCESSING),
+        "preprocessing": base.get("preprocessing", PREPROCESSING),
         "source_model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
         "toolkit_version": __version__,
     }
@@ -207,8 +206,7 @@ def convert_saved_model(saved_model, fmt, calib_images=None):
         converter.target_spec.supported_types = [tf.float16]
     if fmt == "int8":
         # Per-channel weight scales are the converter's default; inputs are pixels/255 as in training.
-        converter.representative_dataset = lambda: ([img[None, :, :, None].astype(np.float32) / 255.0]
-                                                    for img in calib_images)
+        converter.representative_dataset = lambda: ([to_model_input(img[None])] for img in calib_images)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf.int8
     try:

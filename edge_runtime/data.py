@@ -11,6 +11,14 @@ from .errors import MnistEdgeError
 from .files import atomic_path
 
 NUM_CLASSES = 10
+# How a model sees an image: float32 pixels/255 with light digits on dark, as MNIST. Recorded in
+# every model's metadata; scale 1/255 makes int8 input quantization exact (q = pixel - 128).
+PREPROCESSING = {"scale": 1 / 255, "polarity": "light-on-dark"}
+
+
+def to_model_input(images):
+    """uint8 (N,H,W) -> float32 (N,H,W,1) in [0,1], the input every model and converter shares."""
+    return np.asarray(images, dtype=np.float32)[..., None] * np.float32(PREPROCESSING["scale"])
 
 
 def save_labelled_npz(path, images, labels):

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from edge_runtime import __version__
-from edge_runtime.data import NUM_CLASSES
+from edge_runtime.data import NUM_CLASSES, PREPROCESSING
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.files import atomic_path, write_text_atomic
 from edge_runtime.metrics import evaluate, tune_thresholds
@@ -77,7 +77,7 @@ def train(run_dir, options, splits, dataset_info, state=None, log=print):
         "input_shape": list(input_shape),
         "class_names": [str(c) for c in range(NUM_CLASSES)],
         "thresholds": thresholds.tolist(),
-        "preprocessing": {"scale": 1 / 255, "polarity": "light-on-dark"},
+        "preprocessing": PREPROCESSING,
         "dataset": dataset_info,
         "metrics": {"val": evaluate(y_val, val_scores, thresholds), "test": evaluate(y_test, test_scores, thresholds)},
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
@@ -160,8 +160,8 @@ def eval_dataset(images, labels=None):
 
 
 def _to_float(images):
-    """uint8 (B,H,W) -> float32 (B,H,W,1) in [0,1]: the contract every model and converter shares."""
-    return tf.cast(images, tf.float32)[..., None] / 255.0
+    """edge_runtime.data.to_model_input as a TensorFlow op, for the tf.data graph."""
+    return tf.cast(images, tf.float32)[..., None] * PREPROCESSING["scale"]
 
 
 def save_weights(path, weights):
