@@ -4,19 +4,19 @@ from pathlib import Path
 
 import click
 
-from .bench import DEFAULTS, GateFailed, check_gate, run_benchmark, summary_table, write_reports
+from edge_runtime.cli_options import comma_list
+from edge_runtime.interpreter import RUNTIMES
 
-RUNTIMES = ("auto", "ai_edge_litert", "tflite_runtime", "tensorflow")
+from .bench import DEFAULTS, run_benchmark
+from .gate import GateFailed, check_gate
+from .report import summary_table, write_reports
 
 
 def _int_list(ctx, param, value):
     """'1,2' -> (1, 2): positive integers, duplicates dropped, order kept."""
     if value is None:
         return None
-    try:
-        items = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as 1,2, got {value!r}") from None
+    items = comma_list(value, int, f"expected comma-separated integers such as 1,2, got {value!r}")
     if not items or min(items) < 1:
         raise click.BadParameter(f"expected positive integers, got {value!r}")
     return tuple(dict.fromkeys(items))
@@ -37,7 +37,7 @@ def _int_list(ctx, param, value):
               help="Interpreter thread counts to measure, comma-separated (e.g. 1,2); the first is primary.")
 @click.option("--batch", "batches", callback=_int_list, default=",".join(map(str, DEFAULTS["batches"])),
               show_default=True, help="Batch sizes for throughput (images/s), comma-separated.")
-@click.option("--runtime", type=click.Choice(RUNTIMES), default=DEFAULTS["runtime"], show_default=True,
+@click.option("--runtime", type=click.Choice(["auto", *RUNTIMES]), default=DEFAULTS["runtime"], show_default=True,
               help="Interpreter package; auto tries ai_edge_litert, tflite_runtime, then tensorflow.")
 @click.option("--no-xnnpack", is_flag=True, help="Turn off TFLite's default XNNPACK CPU delegate.")
 @click.option("--no-memory", is_flag=True,

@@ -6,6 +6,7 @@ import numpy as np
 
 from edge_runtime.files import atomic_path
 from edge_runtime.metrics import binarize
+from edge_runtime.model_contract import NUM_CLASSES
 
 ERROR_GRID = dict(count=32, columns=8)  # misclassified images shown, grid columns
 DPI = 100
@@ -40,7 +41,7 @@ def _f1_bars(Figure, models):
     fig = Figure(figsize=(9, 4.5), layout="constrained")
     ax = fig.add_subplot()
     width = 0.8 / len(models)
-    x = np.arange(10)
+    x = np.arange(NUM_CLASSES)
     for i, m in enumerate(models):
         ax.bar(x + (i - (len(models) - 1) / 2) * width, m["per_digit"]["f1"], width,
                label=f"{m['name']} ({m['format']}, macro {m['macro_f1']:.3f})")

@@ -1,4 +1,4 @@
-"""What edge_runtime adds on top of the bare interpreter (issue 5's targets); prints figures.
+"""What edge_runtime adds on top of the bare interpreter, against its targets; prints figures.
 
     python benchmarks/runtime_overhead.py [MODEL.tflite] [--threads N] [--runtime NAME]
 

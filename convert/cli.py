@@ -1,14 +1,16 @@
 """``mnist-edge convert``: the options; the work is in convert.tflite (TensorFlow loads only when it runs)."""
-import os
 from pathlib import Path
 
 import click
 
+from edge_runtime.cli_options import comma_list
+
+from .tensorflow_env import require_tensorflow
 from .tflite import CALIB_SAMPLES, DEFAULT_FORMATS, FORMATS, SEED, VERIFY_SAMPLES, convert
 
 
 def _formats(ctx, param, value):
-    names = [n.strip() for n in value.split(",") if n.strip()]
+    names = comma_list(value)
     unknown = [n for n in names if n not in FORMATS]
     if unknown or not names:
         raise click.BadParameter(f"{', '.join(unknown) or 'nothing given'}; choose from {', '.join(FORMATS)}")
@@ -42,6 +44,6 @@ def convert_command(source, out, formats, calib, calib_samples, val, verify_samp
     Each file is checked (ops, integer-only, agreement with Keras) before it replaces an older
     one; a check that fails exits non-zero and says why.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's info lines would bury the table
+    require_tensorflow("convert")
     convert(source, out, formats=formats, calib=calib, calib_samples=calib_samples, val=val,
             verify_samples=verify_samples, seed=seed)

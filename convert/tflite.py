@@ -21,11 +21,12 @@ import click
 import numpy as np
 
 from edge_runtime import __version__
-from edge_runtime.data import PREPROCESSING, load_labelled_npz, to_model_input
-from edge_runtime.errors import MnistEdgeError
+from edge_runtime.dataset_file import load_labelled_npz
+from edge_runtime.errors import MnistEdgeError, first_line
 from edge_runtime.files import atomic_path
 from edge_runtime.metadata import read_metadata
-from edge_runtime.metrics import tune_thresholds
+from edge_runtime.metrics import DEFAULT_THRESHOLD, tune_thresholds
+from edge_runtime.model_contract import NUM_CLASSES, PREPROCESSING, to_model_input
 
 from . import verify
 from .embed import embed_metadata
@@ -35,7 +36,6 @@ DEFAULT_FORMATS = ("float32", "int8")  # the reference and the file that ships
 CALIB_SAMPLES = 300  # calibration ranges settle after a few hundred images; more only slows it
 VERIFY_SAMPLES = 1000  # resolves a 1% difference in identical-set rate; Keras predicts them once
 SEED = 0  # picks calibration and verification images
-# Used when a bare model.keras comes without metadata.json (the contract every model here follows).
 
 
 def convert(source, out_dir, formats=DEFAULT_FORMATS, calib=None, calib_samples=CALIB_SAMPLES,
@@ -55,11 +55,11 @@ def convert(source, out_dir, formats=DEFAULT_FORMATS, calib=None, calib_samples=
     subset = np.sort(rng.choice(len(val_images), min(verify_samples, len(val_images)), replace=False))
     ref = verify.Reference(val_images, val_labels, subset,
                            model.predict(to_model_input(val_images[subset]), verbose=0, batch_size=256),
-                           np.asarray(base.get("thresholds", [0.5] * 10), dtype=np.float64))
-    base = {
+                           np.asarray(base.get("thresholds", [DEFAULT_THRESHOLD] * NUM_CLASSES), dtype=np.float64))
+    base = {  # a bare model.keras without metadata.json gets the model contract's defaults
         **base,
         "input_shape": [int(d) for d in model.input_shape[1:]],
-        "class_names": base.get("class_names", [str(d) for d in range(10)]),
+        "class_names": base.get("class_names", [str(d) for d in range(NUM_CLASSES)]),
         "preprocessing": base.get("preprocessing", PREPROCESSING),
         "source_model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
         "toolkit_version": __version__,
@@ -141,10 +141,10 @@ def load_source(source):
     try:
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
     except Exception as e:  # Keras raises many types (ValueError, zipfile errors, OSError, ...)
-        raise MnistEdgeError(f"{model_path}: not a loadable Keras model ({_first_line(e)})") from None
+        raise MnistEdgeError(f"{model_path}: not a loadable Keras model ({first_line(e)})") from None
     shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else ()
-    if len(shape) != 4 or None in shape[1:] or shape[3] != 1 or tuple(model.output_shape) != (None, 10):
-        raise MnistEdgeError(f"{model_path}: expected one fixed-size (N,H,W,1) input and a (N,10) output, "
+    if len(shape) != 4 or None in shape[1:] or shape[3] != 1 or tuple(model.output_shape) != (None, NUM_CLASSES):
+        raise MnistEdgeError(f"{model_path}: expected one fixed-size (N,H,W,1) input and a (N,{NUM_CLASSES}) output, "
                              f"got {model.input_shape} -> {model.output_shape}")
     return model, metadata, model_path
 
@@ -192,7 +192,7 @@ def export_saved_model(model, directory):
     try:
         model.export(str(directory), format="tf_saved_model", verbose=False)
     except Exception as e:  # the traced model's own error, whatever its type
-        raise MnistEdgeError(f"cannot export the Keras model as a SavedModel: {_first_line(e)}") from None
+        raise MnistEdgeError(f"cannot export the Keras model as a SavedModel: {first_line(e)}") from None
 
 
 def convert_saved_model(saved_model, fmt, calib_images=None):
@@ -212,7 +212,7 @@ def convert_saved_model(saved_model, fmt, calib_images=None):
     try:
         return bytes(converter.convert())
     except Exception as e:  # converter errors come as several types, with long MLIR dumps
-        raise MnistEdgeError(f"the TFLite converter failed: {_first_line(e)}") from None
+        raise MnistEdgeError(f"the TFLite converter failed: {first_line(e)}") from None
 
 
 def format_table(reports):
@@ -241,9 +241,3 @@ def format_table(reports):
 
 def _io_text(q):
     return q["dtype"] if q["dtype"].startswith("float") else f"{q['dtype']} s={q['scale']:.4g} zp={q['zero_point']}"
-
-
-def _first_line(error):
-    """An exception's first non-empty line: TensorFlow and Keras errors run to pages."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return (lines[0] if lines else type(error).__name__)[:300]

@@ -12,9 +12,10 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import MnistEdgeError
-from .interpreter import NUM_CLASSES, load_interpreter
+from .interpreter import load_interpreter, read_model_bytes
 from .metadata import read_metadata
 from .metrics import DEFAULT_THRESHOLD
+from .model_contract import NUM_CLASSES, PREPROCESSING
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"  # where the package's own models ship
 MAX_BATCH = 256  # images per invoke; larger inputs run in chunks so activations stay small on a device
@@ -54,11 +55,12 @@ class Classifier:
         self.num_threads = int(os.cpu_count() or 1) if num_threads is None else int(num_threads)
         if self.num_threads < 1:
             raise MnistEdgeError(f"num_threads must be at least 1, got {num_threads}")
+        content = read_model_bytes(self.model_path)  # read once: the interpreter and the metadata share it
         self.interpreter, self.runtime_name, self.runtime_version = load_interpreter(
-            self.model_path, self.num_threads, runtime, use_xnnpack)
+            self.model_path, self.num_threads, runtime, use_xnnpack, model_content=content)
         self.input_details = self.interpreter.get_input_details()[0]
         self.output_details = self.interpreter.get_output_details()[0]
-        self.metadata = read_metadata(self.model_path) or {}
+        self.metadata = read_metadata(content, source=self.model_path) or {}
         self.input_shape = tuple(int(n) for n in self.input_details["shape"][1:3])
         self.thresholds = _thresholds(self.metadata.get("thresholds") if thresholds is None else thresholds)
         in_type = np.dtype(self.input_details["dtype"])
@@ -156,10 +158,12 @@ def _quantize(x, detail):
 
 
 def _uint8_converter(detail):
-    """The cheapest map from uint8 pixels to the input tensor: pixels/255, quantized exactly like _quantize."""
-    table = _quantize(np.arange(256) / 255, detail)
+    """The cheapest map from uint8 pixels to the input tensor: the model contract's pixels/255, quantized
+    exactly like _quantize."""
+    scale = PREPROCESSING["scale"]
+    table = _quantize(np.arange(256) * scale, detail)
     if detail["dtype"] == np.float32:
-        return lambda a: a * np.float32(1 / 255)
+        return lambda a: a * np.float32(scale)
     if np.array_equal(table, np.arange(256) - 128):  # int8 with scale 1/255, zero -128: q = p - 128
         return lambda a: (a ^ np.uint8(0x80)).view(np.int8)
     if np.array_equal(table, np.arange(256)):  # uint8 with scale 1/255, zero 0: q = p

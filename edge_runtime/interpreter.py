@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MnistEdgeError
+from .errors import MnistEdgeError, first_line
 from .flatbuffer import verify
+from .model_contract import NUM_CLASSES
 
 # runtime name -> (module holding Interpreter and OpResolverType, package whose __version__ we report)
 RUNTIMES = {
@@ -20,7 +21,6 @@ RUNTIMES = {
     "tensorflow": ("tensorflow", "tensorflow"),  # Interpreter under .lite, OpResolverType under .lite.experimental
 }
 IO_DTYPES = (np.float32, np.int8, np.uint8)  # tensor types the Classifier can feed and read
-NUM_CLASSES = 10
 
 
 def import_runtime(runtime="auto"):
@@ -45,13 +45,14 @@ def import_runtime(runtime="auto"):
                          "(32-bit Pi OS or Python <= 3.11: pip install 'numpy<2' tflite-runtime==2.14.0)")
 
 
-def load_interpreter(model_path, num_threads, runtime="auto", use_xnnpack=True):
+def load_interpreter(model_path, num_threads, runtime="auto", use_xnnpack=True, model_content=None):
     """Check ``model_path`` and return (allocated interpreter, runtime name, runtime version).
 
     ``use_xnnpack=False`` selects the op resolver without default delegates, to compare against
-    XNNPACK. Every problem with the file is a one-line MnistEdgeError naming it.
+    XNNPACK. Every problem with the file is a one-line MnistEdgeError naming it. ``model_content``:
+    the file's bytes from ``read_model_bytes``, when the caller has them already.
     """
-    data = read_model_bytes(model_path)
+    data = read_model_bytes(model_path) if model_content is None else model_content
     interpreter_class, resolver, name, version = import_runtime(runtime)
     resolver_type = resolver.BUILTIN if use_xnnpack else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
@@ -59,8 +60,7 @@ def load_interpreter(model_path, num_threads, runtime="auto", use_xnnpack=True):
                                         experimental_op_resolver_type=resolver_type)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise MnistEdgeError(f"{model_path}: {name} cannot load this model ({reason})") from None
+        raise MnistEdgeError(f"{model_path}: {name} cannot load this model ({first_line(e)})") from None
     check_signature(interpreter, model_path)
     return interpreter, name, version
 

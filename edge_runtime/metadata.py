@@ -14,10 +14,13 @@ from .flatbuffer import BadFlatbuffer, Reader, buffer_span
 METADATA_NAME = "mnist_edge"
 
 
-def read_metadata(model, name=METADATA_NAME):
-    """The JSON object embedded under ``name`` in a .tflite file (path or bytes); None if there is none."""
+def read_metadata(model, name=METADATA_NAME, source=None):
+    """The JSON object embedded under ``name`` in a .tflite file (path or bytes); None if there is none.
+
+    ``source`` names the file in errors when ``model`` is its bytes.
+    """
     if isinstance(model, (bytes, bytearray, memoryview)):
-        buf, source = memoryview(model), "model"
+        buf, source = memoryview(model), str(source or "model")
     else:
         source = str(model)
         try:

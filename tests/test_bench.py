@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import HAS_TF, REPO
-from edge_runtime.data import save_labelled_npz
+from edge_runtime.dataset_file import save_labelled_npz
 from edge_runtime.metrics import binarize, evaluate
 from models_for_tests import build_models, find_models, sample_images
 from train.cli import main
@@ -161,7 +161,7 @@ def test_csv_markdown_and_plots(full_run):
 
 
 def test_gate_rules():
-    from benchmarks.bench import check_gate
+    from benchmarks.gate import check_gate
 
     def model(name, f1):
         return {"name": name, "per_digit": {"f1": f1}, "macro_f1": float(np.mean(f1))}

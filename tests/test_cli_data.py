@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from edge_runtime import __version__
-from edge_runtime.data import load_labelled_npz
+from edge_runtime.dataset_file import load_labelled_npz
 from train import mnist as mnist_module
 from train.cli import main
 

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import REPO, needs_tf
-from edge_runtime.data import load_labelled_npz
+from edge_runtime.dataset_file import load_labelled_npz
 from edge_runtime.metadata import read_metadata
 
 pytestmark = needs_tf
@@ -60,7 +60,7 @@ def save_run(run_dir, model, data_dir, thresholds):
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory, mnist_dir):
-    from train.dataset import write_dataset
+    from train.dataset_folder import write_dataset
 
     out = tmp_path_factory.mktemp("data")
     # One digit per image: a CNN trained for seconds reaches val macro-F1 ~0.8 on that, so its

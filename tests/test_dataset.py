@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from edge_runtime.errors import MnistEdgeError
-from train.dataset import DIGIT, INK, capacity, compose, compose_splits, label_text, resolve_options
+from train.dataset import DIGIT, INK, capacity, compose, compose_splits, resolve_options
+from train.dataset_folder import label_text
 from train.mnist import load_mnist
 
 SIZES = {"train": 4000, "val": 1000, "test": 1000}
@@ -182,7 +183,7 @@ def test_ink_box_is_the_centre_of_the_cell(mnist):
 
 
 def test_import_does_not_load_tensorflow():
-    code = ("import sys, train.dataset, train.mnist; "
+    code = ("import sys, train.dataset, train.dataset_folder, train.data_command, train.mnist; "
             "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -16,11 +16,11 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import REPO, needs_tf
-from edge_runtime.data import save_labelled_npz
+from edge_runtime.dataset_file import save_labelled_npz
 from edge_runtime.metrics import evaluate
-from train import dataset
+from train import dataset, dataset_folder
 from train.cli import main
-from train.fit import ARCHS
+from train.options import ARCHS
 
 SIZES = {"train": 320, "val": 120, "test": 120}
 TINY = ["--epochs", "1", "--batch-size", "64", "--no-deterministic"]
@@ -32,7 +32,7 @@ METADATA_KEYS = {"toolkit_version", "arch", "input_shape", "class_names", "thres
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory, mnist_dir):
     out = tmp_path_factory.mktemp("data")
-    dataset.write_dataset(out, sizes=SIZES, seed=0, mnist_path=mnist_dir)
+    dataset_folder.write_dataset(out, sizes=SIZES, seed=0, mnist_path=mnist_dir)
     return out
 
 
@@ -52,7 +52,7 @@ def subprocess_env():
 
 
 def test_importing_the_command_does_not_import_tensorflow():
-    code = "import sys, train.fit; print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
+    code = "import sys, train.train_command; print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), check=True)
     assert out.stdout.strip() == "[]"
 

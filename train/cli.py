@@ -12,8 +12,8 @@ from edge_runtime import __version__
 
 # verb -> "module:attribute", in the order a user runs them
 COMMANDS = {
-    "data": "train.dataset:data_command",
-    "train": "train.fit:train_command",
+    "data": "train.data_command:data_command",
+    "train": "train.train_command:train_command",
     "convert": "convert.cli:convert_command",
     "infer": "edge_runtime.cli:infer_command",
     "bench": "benchmarks.cli:bench_command",

@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train.fit import ARCHS
+from convert.tensorflow_env import quiet_tensorflow
+from train.options import ARCHS
 
 
 def float_tflite(model):
@@ -75,7 +75,7 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=20, help="untimed invokes first (default 20)")
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     from train.models import build_model, count_macs
 
     f1 = test_f1(args.run_dirs)

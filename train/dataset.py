@@ -4,20 +4,14 @@ numpy only (no TensorFlow), so a device can rebuild the exact test set. Everythi
 over images (loops run over the few digit slots, never over images), so 60,000 images take about a
 second, and every random choice comes from one seed.
 """
-import json
 import math
-import time
-from pathlib import Path
 from typing import NamedTuple
 
 import click
 import numpy as np
 
-from edge_runtime import __version__
-from edge_runtime.data import NUM_CLASSES, save_labelled_npz
 from edge_runtime.errors import MnistEdgeError
-from edge_runtime.files import atomic_path, write_text_atomic
-from train.mnist import load_mnist
+from edge_runtime.model_contract import NUM_CLASSES
 
 DIGIT = 28  # an MNIST cell is 28x28 ...
 INK = 20    # ... with the digit size-normalised into its central 20x20 box
@@ -43,7 +37,6 @@ SPLIT_SIZES = {"train": 60000, "val": 5000, "test": 10000}  # images per split
 VAL_SOURCE_FRACTION = 0.1  # share of MNIST's training digits reserved for val (train never uses them)
 MAX_TRIES = 20             # position draws for one digit before its image starts over
 MAX_RESTARTS = 200         # rounds of image restarts before the settings count as impossible
-PREVIEW = dict(count=32, columns=8, min_cell=112)  # preview.png: samples, grid columns, cell size in px
 
 
 class Layout(NamedTuple):
@@ -230,150 +223,13 @@ def compose_splits(mnist, sizes=None, seed=0, preset=None, **options):
         yield name, compose(digits, labels, sizes[name], np.random.default_rng(stream), pool=pool, **options)
 
 
-def write_dataset(out_dir, sizes=None, seed=0, preset=None, mnist_path=None, log=None, **options):
-    """Compose the three splits and write the data set folder; returns the dataset.json content."""
-    log = log or (lambda line: None)
-    out_dir = Path(out_dir)
-    options = resolve_options(preset, **options)  # fail on bad settings before loading anything
-    sizes = {**SPLIT_SIZES, **(sizes or {})}
-    mnist, source = load_mnist(mnist_path, return_source=True)
-    log(f"MNIST: {source}")
-    info = {
-        "toolkit_version": __version__,
-        "seed": seed,
-        "preset": preset,
-        "parameters": {**options, "val_source_fraction": VAL_SOURCE_FRACTION},
-        "image_shape": [options["canvas"], options["canvas"]],
-        "mnist_source": source,
-        "digit_sources": _digit_sources(mnist),
-        "splits": {},
-    }
-    preview = None
-    start = time.perf_counter()
-    for name, split in compose_splits(mnist, sizes, seed, **options):
-        save_labelled_npz(out_dir / f"{name}.npz", split.images, split.labels)
-        info["splits"][name] = _describe(name, split, options["max_digits"])
-        if preview is None and len(split.images):
-            preview = split
-        log(f"{name}: {len(split.images)} images composed and written in {time.perf_counter() - start:.1f} s")
-        start = time.perf_counter()
-    if preview is not None:
-        write_preview(out_dir / "preview.png", preview.images, preview.labels)
-    write_text_atomic(out_dir / "dataset.json", json.dumps(info, indent=2) + "\n")
-    return info
-
-
 def _val_sources(n_train_digits):
     return round(VAL_SOURCE_FRACTION * n_train_digits)
 
 
-def _digit_sources(mnist):
+def digit_sources(mnist):
+    """Where each split's digits come from, in words, for dataset.json."""
     n, n_val = len(mnist.train_images), _val_sources(len(mnist.train_images))
     return {"train": f"MNIST training split: {n - n_val} of {n} digits, disjoint from val's",
             "val": f"MNIST training split: the other {n_val} digits",
             "test": f"MNIST test split: all {len(mnist.test_images)} digits"}
-
-
-def _describe(name, split, max_digits):
-    digits = split.layout.sources >= 0
-    return {
-        "file": f"{name}.npz",
-        "images": len(split.images),
-        "images_per_class": split.labels.sum(axis=0, dtype=np.int64).tolist(),
-        "digits_per_class": np.bincount(split.layout.classes[digits], minlength=NUM_CLASSES).tolist(),
-        "digit_count_histogram": np.bincount(digits.sum(axis=1), minlength=max_digits + 1).tolist(),
-    }
-
-
-def label_text(label):
-    """'2 5 7' for a multi-hot row, '-' for an empty image."""
-    return " ".join(str(d) for d in np.flatnonzero(label)) or "-"
-
-
-def write_preview(path, images, labels, count=PREVIEW["count"], columns=PREVIEW["columns"]):
-    """A grid of the first ``count`` images, upscaled, each with its label written underneath."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    images, labels = images[:count], labels[:count]
-    scale = max(1, math.ceil(PREVIEW["min_cell"] / images.shape[2]))
-    h, w = images.shape[1] * scale, images.shape[2] * scale
-    text_h, gap = 24, 4
-    rows = math.ceil(len(images) / columns)
-    sheet = Image.new("L", (columns * (w + gap) + gap, rows * (h + text_h + gap) + gap), 64)
-    draw = ImageDraw.Draw(sheet)
-    try:
-        font = ImageFont.load_default(size=18)
-    except TypeError:  # Pillow < 10.1 has only the small bitmap font
-        font = ImageFont.load_default()
-    for n, (image, label) in enumerate(zip(images, labels)):
-        x, y = gap + (n % columns) * (w + gap), gap + (n // columns) * (h + text_h + gap)
-        sheet.paste(Image.fromarray(image).resize((w, h), Image.NEAREST), (x, y))
-        text = label_text(label)
-        draw.text((x + (w - draw.textlength(text, font=font)) / 2, y + h + 2), text, fill=255, font=font)
-    with atomic_path(path) as tmp:
-        sheet.save(tmp, format="PNG")
-
-
-def _parse_prior(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return [float(w) for w in value.split(",")]
-    except ValueError:
-        raise click.BadParameter("expected 10 comma-separated numbers, e.g. 1,1,1,1,1,1,1,1,1,0.1") from None
-
-
-GEOMETRY = ("canvas", "min_digits", "max_digits", "empty_fraction", "max_overlap")  # options a preset fixes
-
-
-@click.command("data")
-@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--train", "n_train", type=click.IntRange(min=1), default=SPLIT_SIZES["train"], show_default=True,
-              help="Training images.")
-@click.option("--val", "n_val", type=click.IntRange(min=0), default=SPLIT_SIZES["val"], show_default=True,
-              help="Validation images (digits from a held-out part of MNIST's training split).")
-@click.option("--test", "n_test", type=click.IntRange(min=0), default=SPLIT_SIZES["test"], show_default=True,
-              help="Test images (digits from MNIST's test split only).")
-@click.option("--canvas", type=click.IntRange(min=DIGIT), default=DEFAULTS["canvas"], show_default=True,
-              help="Canvas side in pixels (square, at least 28).")
-@click.option("--min-digits", type=click.IntRange(min=1), default=DEFAULTS["min_digits"], show_default=True,
-              help="Fewest digits in a non-empty image.")
-@click.option("--max-digits", type=click.IntRange(min=1), default=DEFAULTS["max_digits"], show_default=True,
-              help="Most digits in an image (the count is uniform between min and max).")
-@click.option("--empty-fraction", type=click.FloatRange(0, 1), default=DEFAULTS["empty_fraction"],
-              show_default=True, help="Share of empty images (no digit, all-zero label).")
-@click.option("--max-overlap", type=click.FloatRange(0, 1), default=DEFAULTS["max_overlap"], show_default=True,
-              help="Most of a digit's central 20x20 box that one other digit's box may cover.")
-@click.option("--class-prior", callback=_parse_prior, metavar="W0,...,W9",
-              help="Relative frequency of each class 0-9, e.g. 1,1,1,1,1,1,1,1,1,0.1 for few nines "
-                   "[default: uniform].")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed for every random choice; the same seed gives byte-identical files.")
-@click.option("--mnist", "mnist_path", type=click.Path(exists=True, path_type=Path),
-              help="MNIST copy: a folder with the four IDX files (.gz or raw) or an mnist.npz "
-                   "[default: $MNIST_EDGE_DATA, then ~/.keras/datasets/mnist.npz, then a Keras download].")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)),
-              help="multimnist: Sabour et al. 2017's MultiMNIST (36x36, two digits of different classes, "
-                   "each shifted up to 4 px); fixes the canvas, digit and overlap options.")
-@click.pass_context
-def data_command(ctx, out_dir, n_train, n_val, n_test, class_prior, seed, mnist_path, preset, **geometry):
-    """Compose the multi-label MNIST data set into OUT_DIR.
-
-    Writes train.npz, val.npz and test.npz (images uint8 (N,H,W), labels uint8 (N,10) multi-hot),
-    dataset.json (parameters, per-class counts, digit-count histograms) and preview.png.
-
-    \b
-    Example:
-      mnist-edge data data/ --seed 1
-      mnist-edge data data/multimnist --preset multimnist
-    """
-    if preset is not None:
-        given = [f"--{name.replace('_', '-')}" for name in GEOMETRY
-                 if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT]
-        if given:
-            raise click.UsageError(f"--preset {preset} sets the canvas and digit options itself; drop {', '.join(given)}")
-        geometry = {}
-    write_dataset(out_dir, sizes={"train": n_train, "val": n_val, "test": n_test}, seed=seed, preset=preset,
-                  mnist_path=mnist_path, log=lambda line: click.echo(line, err=True),
-                  class_prior=class_prior, **geometry)
-    click.echo(f"Wrote {out_dir}/{{train,val,test}}.npz, dataset.json and preview.png")

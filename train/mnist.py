@@ -12,7 +12,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge_runtime.errors import MnistEdgeError
+from convert.tensorflow_env import quiet_tensorflow
+from edge_runtime.dataset_file import npz_errors
+from edge_runtime.errors import MnistEdgeError, first_line
 
 ENV_VAR = "MNIST_EDGE_DATA"
 KERAS_CACHE = Path("~/.keras/datasets/mnist.npz")
@@ -105,16 +107,11 @@ def _read_idx(path, magic, dims):
 
 
 def _read_npz(path):
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = sorted(set(NPZ_KEYS.values()) - set(npz.files))
-            if missing:
-                raise MnistEdgeError(f"{path}: not a Keras-style mnist.npz (missing {', '.join(missing)})")
-            mnist = Mnist(**{field: npz[key] for field, key in NPZ_KEYS.items()})
-    except MnistEdgeError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise MnistEdgeError(f"{path}: not a readable .npz file ({e})") from None
+    with npz_errors(path), np.load(path, allow_pickle=False) as npz:
+        missing = sorted(set(NPZ_KEYS.values()) - set(npz.files))
+        if missing:
+            raise MnistEdgeError(f"{path}: not a Keras-style mnist.npz (missing {', '.join(missing)})")
+        mnist = Mnist(**{field: npz[key] for field, key in NPZ_KEYS.items()})
     return _checked(mnist, path)
 
 
@@ -137,14 +134,13 @@ def _keras_download(looked):
     hint = f"pass --mnist PATH or set {ENV_VAR} to a folder with the four MNIST IDX files or an {NPZ_NAME}"
     if not _keras_installed():
         raise MnistEdgeError(f"MNIST not found (looked at {'; '.join(looked)}; Keras is not installed to download it); {hint}")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
+    quiet_tensorflow()
     try:
         from keras.datasets import mnist as keras_mnist
 
         (x_train, y_train), (x_test, y_test) = keras_mnist.load_data()
     except Exception as e:  # offline, proxy, disk full: the user needs the same advice in every case
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise MnistEdgeError(f"MNIST not found (looked at {'; '.join(looked)}; Keras download failed: {reason}); {hint}") from None
+        raise MnistEdgeError(f"MNIST not found (looked at {'; '.join(looked)}; Keras download failed: {first_line(e)}); {hint}") from None
     return _checked(Mnist(x_train, y_train, x_test, y_test), "Keras download")
 
 

@@ -7,15 +7,15 @@ digit probabilities: the exported model is what the loss sees, with no logits-vs
 import keras
 from keras import layers
 
+from edge_runtime.model_contract import NUM_CLASSES
+from train.options import ARCHS
+
 # The default design, in one place so widths can be retuned: (filters, stride) of the two plain
 # 3x3 stem convs, then (filters, stride) of each depthwise-separable block.
 EDGE_STEM = ((16, 2), (32, 2))
 EDGE_BLOCKS = ((64, 1), (64, 1), (128, 2), (128, 1), (128, 1))
 EDGE_RELU_MAX = 6.0  # ReLU6: bounded activations keep int8 activation ranges tight
 EDGE_BN_MOMENTUM = 0.9  # BN statistics follow the fast-moving weights (Keras default 0.99 lags for epochs)
-
-ARCHS = ("edge-cnn", "seed-cnn", "mlp")
-NUM_CLASSES = 10
 
 
 def build_model(arch="edge-cnn", input_shape=(64, 64, 1)):

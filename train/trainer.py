@@ -31,13 +31,13 @@ import numpy as np
 import tensorflow as tf
 
 from edge_runtime import __version__
-from edge_runtime.data import NUM_CLASSES, PREPROCESSING
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.files import atomic_path, write_text_atomic
 from edge_runtime.metrics import evaluate, tune_thresholds
-from train.fit import CHECKPOINT_DIR, HISTORY_FILE, METADATA_FILE, MODEL_FILE, STATE_FILE
+from edge_runtime.model_contract import NUM_CLASSES, PREPROCESSING
 from train.losses import WeightedBinaryCrossentropy, positive_weights
 from train.models import build_model, count_macs
+from train.run_folder import CHECKPOINT_DIR, HISTORY_FILE, METADATA_FILE, MODEL_FILE, STATE_FILE
 
 MIN_LR_FRACTION = 0.01  # cosine decay ends at 1% of --lr
 EVAL_BATCH = 256        # images per prediction step (no gradients, so larger than training's)
@@ -160,7 +160,7 @@ def eval_dataset(images, labels=None):
 
 
 def _to_float(images):
-    """edge_runtime.data.to_model_input as a TensorFlow op, for the tf.data graph."""
+    """edge_runtime.model_contract.to_model_input as a TensorFlow op, for the tf.data graph."""
     return tf.cast(images, tf.float32)[..., None] * PREPROCESSING["scale"]
 
 

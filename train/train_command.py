@@ -4,104 +4,15 @@ Everything here is cheap (numpy and json), so bad input fails in a fraction of a
 one-line error and ``mnist-edge --help`` stays fast; the training itself is train/trainer.py,
 imported only once the inputs are known to be good.
 """
-import json
-import os
 from pathlib import Path
 
 import click
-import numpy as np
 
-from edge_runtime.data import load_labelled_npz
+from convert.tensorflow_env import require_tensorflow
 from edge_runtime.errors import MnistEdgeError
-
-ARCHS = ("edge-cnn", "seed-cnn", "mlp")  # the builders in train/models.py
-SPLITS = ("train", "val", "test")
-MIN_SIDE = 28          # an image must hold at least one whole MNIST digit
-MNIST_DATA_SEED = 0    # --mnist composes the data set `mnist-edge data` writes by default (its seed 0)
-
-# Training defaults, in one place.
-DEFAULTS = dict(
-    arch="edge-cnn",       # the CNN designed for int8 edge inference (train/models.py)
-    epochs=12,             # the cosine schedule spans them; ~1-1.5 min each for 60k images on 2 cores
-    batch_size=128,        # global batch, split across replicas under --strategy mirrored
-    lr=3e-3,               # Adam peak learning rate, cosine-decayed to 1% of it over --epochs
-    seed=0,                # weight initialisation and data order
-    pos_weight="none",     # plain BCE: scores stay calibrated; per-digit thresholds then set each cut
-    patience=4,            # epochs without a better validation macro-F1 before stopping (best epoch kept)
-    strategy="default",    # tf.distribute strategy the training step runs under
-    deterministic=True,    # TensorFlow op determinism: same seed, same machine -> same weights
-)
-# Options a resumed run may change: they affect where the work runs, not what is computed.
-RESUMABLE = ("strategy", "deterministic")
-
-# Inside RUN_DIR
-MODEL_FILE = "model.keras"
-METADATA_FILE = "metadata.json"
-HISTORY_FILE = "history.csv"
-CHECKPOINT_DIR = "checkpoint"
-STATE_FILE = "state.json"  # in CHECKPOINT_DIR; replaced last, so it always names complete files
-
-
-def read_state(run_dir):
-    """The last committed checkpoint state of RUN_DIR, or None if it has none."""
-    path = Path(run_dir) / CHECKPOINT_DIR / STATE_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise MnistEdgeError(f"{path}: unreadable checkpoint state ({e}); delete {path.parent} to start over") from None
-
-
-def load_data(data_dir=None, mnist=None):
-    """The three splits as {name: (images uint8 (N,H,W), labels uint8 (N,10))}, and the data set's description.
-
-    ``data_dir`` is a folder written by ``mnist-edge data``; ``mnist`` ("" = look in the usual places,
-    else a path) composes that command's default data set in memory instead.
-    """
-    if mnist is not None:
-        return _compose(mnist or None)
-    data_dir = Path(data_dir)
-    splits = {name: load_labelled_npz(data_dir / f"{name}.npz") for name in SPLITS}
-    info_path = data_dir / "dataset.json"
-    try:
-        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    except (OSError, ValueError) as e:
-        raise MnistEdgeError(f"{info_path}: not readable JSON ({e})") from None
-    _check_splits(splits, data_dir)
-    return splits, info
-
-
-def _compose(mnist_path):
-    from train.dataset import VAL_SOURCE_FRACTION, compose_splits, resolve_options
-    from train.mnist import load_mnist
-
-    digits, source = load_mnist(mnist_path, return_source=True)
-    splits = {name: (s.images, s.labels) for name, s in compose_splits(digits, seed=MNIST_DATA_SEED)}
-    info = {
-        "composed_by": "mnist-edge train --mnist (in memory, as `mnist-edge data` with its defaults)",
-        "seed": MNIST_DATA_SEED,
-        "preset": None,
-        "parameters": {**resolve_options(), "val_source_fraction": VAL_SOURCE_FRACTION},
-        "image_shape": list(splits["train"][0].shape[1:]),
-        "mnist_source": source,
-        "splits": {name: {"images": len(labels), "images_per_class": labels.sum(axis=0, dtype=np.int64).tolist()}
-                   for name, (_, labels) in splits.items()},
-    }
-    return splits, info
-
-
-def _check_splits(splits, where):
-    shape = splits["train"][0].shape[1:]
-    for name, (images, _) in splits.items():
-        if images.shape[1:] != shape:
-            raise MnistEdgeError(f"{where}: {name} images are {images.shape[1:]} but train images are {shape}")
-    if min(shape) < MIN_SIDE:
-        raise MnistEdgeError(f"{where}: images are {shape[0]}x{shape[1]}; the models need at least "
-                             f"{MIN_SIDE}x{MIN_SIDE} (one MNIST digit)")
-    for name, (images, _) in splits.items():
-        if not len(images):
-            raise MnistEdgeError(f"{where}: {name}.npz holds no images; training needs images in train, val and test")
+from train.dataset_folder import load_data
+from train.options import ARCHS, DEFAULTS, RESUMABLE
+from train.run_folder import HISTORY_FILE, METADATA_FILE, MODEL_FILE, read_state
 
 
 def _resolve_options(ctx, out, resume, given):
@@ -192,6 +103,7 @@ def train_command(ctx, data, mnist, out, resume, **given):
       mnist-edge train --data data/ --out runs/default
       mnist-edge train --out runs/default --resume     # after an interruption
     """
+    require_tensorflow("train")
     given.update(data=str(data.resolve()) if data else None, mnist=mnist)
     if data is not None and mnist is not None:
         raise click.UsageError("give --data DIR or --mnist, not both")
@@ -204,7 +116,6 @@ def train_command(ctx, data, mnist, out, resume, **given):
         raise MnistEdgeError(f"data set folder {options['data']} no longer exists")
     splits, info = load_data(options["data"], options["mnist"])
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the output
     from train import trainer
 
     try:

@@ -3,22 +3,27 @@
 It lives here, beside the device runtime, because training, conversion and the on-device
 benchmark all read it, and the device has only numpy.
 """
+import contextlib
 import zipfile
 
 import numpy as np
 
 from .errors import MnistEdgeError
 from .files import atomic_path
-
-NUM_CLASSES = 10
-# How a model sees an image: float32 pixels/255 with light digits on dark, as MNIST. Recorded in
-# every model's metadata; scale 1/255 makes int8 input quantization exact (q = pixel - 128).
-PREPROCESSING = {"scale": 1 / 255, "polarity": "light-on-dark"}
+from .model_contract import NUM_CLASSES
 
 
-def to_model_input(images):
-    """uint8 (N,H,W) -> float32 (N,H,W,1) in [0,1], the input every model and converter shares."""
-    return np.asarray(images, dtype=np.float32)[..., None] * np.float32(PREPROCESSING["scale"])
+@contextlib.contextmanager
+def npz_errors(path, kind=".npz"):
+    """Turn the many ways numpy fails to read an array file into one-line MnistEdgeErrors naming it."""
+    try:
+        yield
+    except MnistEdgeError:
+        raise
+    except FileNotFoundError:
+        raise MnistEdgeError(f"{path}: no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise MnistEdgeError(f"{path}: not a readable {kind} file ({e})") from None
 
 
 def save_labelled_npz(path, images, labels):
@@ -33,23 +38,16 @@ def save_labelled_npz(path, images, labels):
 
 def load_labelled_npz(path, require_labels=True):
     """Read and validate a data set file; every problem becomes a one-line MnistEdgeError."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            keys = set(npz.files)
-            if "images" not in keys:
-                raise MnistEdgeError(f"{path}: no 'images' array (found: {sorted(keys) or 'none'}); "
-                                     "write data sets with `mnist-edge data`")
-            if require_labels and "labels" not in keys:
-                raise MnistEdgeError(f"{path}: no 'labels' array (found: {sorted(keys)}); "
-                                     "a labelled set needs images and labels, as `mnist-edge data` writes")
-            images = npz["images"]
-            labels = npz["labels"] if "labels" in keys else None
-    except MnistEdgeError:
-        raise
-    except FileNotFoundError:
-        raise MnistEdgeError(f"{path}: no such file") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise MnistEdgeError(f"{path}: not a readable .npz file ({e})") from None
+    with npz_errors(path), np.load(path, allow_pickle=False) as npz:
+        keys = set(npz.files)
+        if "images" not in keys:
+            raise MnistEdgeError(f"{path}: no 'images' array (found: {sorted(keys) or 'none'}); "
+                                 "write data sets with `mnist-edge data`")
+        if require_labels and "labels" not in keys:
+            raise MnistEdgeError(f"{path}: no 'labels' array (found: {sorted(keys)}); "
+                                 "a labelled set needs images and labels, as `mnist-edge data` writes")
+        images = npz["images"]
+        labels = npz["labels"] if "labels" in keys else None
     if labels is not None:
         _check(images, labels, path)
     elif images.ndim != 3:

@@ -1,0 +1,149 @@
+"""The data set folder: train.npz, val.npz, test.npz, dataset.json and preview.png.
+
+``mnist-edge data`` writes it (``write_dataset``), ``mnist-edge train`` reads it (``load_data``) or
+composes the same set in memory (``--mnist``); both describe it with the one ``dataset_info``. The
+composition itself is train/dataset.py; the .npz format is edge_runtime/dataset_file.py.
+"""
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime import __version__
+from edge_runtime.dataset_file import load_labelled_npz, save_labelled_npz
+from edge_runtime.errors import MnistEdgeError
+from edge_runtime.files import atomic_path, write_text_atomic
+from edge_runtime.model_contract import NUM_CLASSES
+from train.dataset import VAL_SOURCE_FRACTION, compose_splits, digit_sources, resolve_options
+from train.mnist import load_mnist
+
+SPLITS = ("train", "val", "test")
+MIN_SIDE = 28          # an image must hold at least one whole MNIST digit
+MNIST_DATA_SEED = 0    # --mnist composes the data set `mnist-edge data` writes by default (its seed 0)
+PREVIEW = dict(count=32, columns=8, min_cell=112)  # preview.png: samples, grid columns, cell size in px
+
+
+def dataset_info(mnist, source, seed, preset, options, **extra):
+    """dataset.json before its splits are described (``describe_split`` adds each as it is composed)."""
+    return {
+        "toolkit_version": __version__,
+        **extra,
+        "seed": seed,
+        "preset": preset,
+        "parameters": {**options, "val_source_fraction": VAL_SOURCE_FRACTION},
+        "image_shape": [options["canvas"], options["canvas"]],
+        "mnist_source": source,
+        "digit_sources": digit_sources(mnist),
+        "splits": {},
+    }
+
+
+def write_dataset(out_dir, sizes=None, seed=0, preset=None, mnist_path=None, log=None, **options):
+    """Compose the three splits and write the data set folder; returns the dataset.json content."""
+    log = log or (lambda line: None)
+    out_dir = Path(out_dir)
+    options = resolve_options(preset, **options)  # fail on bad settings before loading anything
+    mnist, source = load_mnist(mnist_path, return_source=True)
+    log(f"MNIST: {source}")
+    info = dataset_info(mnist, source, seed, preset, options)
+    preview = None
+    start = time.perf_counter()
+    for name, split in compose_splits(mnist, sizes, seed, **options):
+        save_labelled_npz(out_dir / f"{name}.npz", split.images, split.labels)
+        info["splits"][name] = describe_split(name, split, options["max_digits"])
+        if preview is None and len(split.images):
+            preview = split
+        log(f"{name}: {len(split.images)} images composed and written in {time.perf_counter() - start:.1f} s")
+        start = time.perf_counter()
+    if preview is not None:
+        write_preview(out_dir / "preview.png", preview.images, preview.labels)
+    write_text_atomic(out_dir / "dataset.json", json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def describe_split(name, split, max_digits):
+    """One split's entry in dataset.json: its file, image count, per-class counts, digit-count histogram."""
+    digits = split.layout.sources >= 0
+    return {
+        "file": f"{name}.npz",
+        "images": len(split.images),
+        "images_per_class": split.labels.sum(axis=0, dtype=np.int64).tolist(),
+        "digits_per_class": np.bincount(split.layout.classes[digits], minlength=NUM_CLASSES).tolist(),
+        "digit_count_histogram": np.bincount(digits.sum(axis=1), minlength=max_digits + 1).tolist(),
+    }
+
+
+def label_text(label):
+    """'2 5 7' for a multi-hot row, '-' for an empty image."""
+    return " ".join(str(d) for d in np.flatnonzero(label)) or "-"
+
+
+def write_preview(path, images, labels, count=PREVIEW["count"], columns=PREVIEW["columns"]):
+    """A grid of the first ``count`` images, upscaled, each with its label written underneath."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    images, labels = images[:count], labels[:count]
+    scale = max(1, math.ceil(PREVIEW["min_cell"] / images.shape[2]))
+    h, w = images.shape[1] * scale, images.shape[2] * scale
+    text_h, gap = 24, 4
+    rows = math.ceil(len(images) / columns)
+    sheet = Image.new("L", (columns * (w + gap) + gap, rows * (h + text_h + gap) + gap), 64)
+    draw = ImageDraw.Draw(sheet)
+    try:
+        font = ImageFont.load_default(size=18)
+    except TypeError:  # Pillow < 10.1 has only the small bitmap font
+        font = ImageFont.load_default()
+    for n, (image, label) in enumerate(zip(images, labels)):
+        x, y = gap + (n % columns) * (w + gap), gap + (n // columns) * (h + text_h + gap)
+        sheet.paste(Image.fromarray(image).resize((w, h), Image.Resampling.NEAREST), (x, y))
+        text = label_text(label)
+        draw.text((x + (w - draw.textlength(text, font=font)) / 2, y + h + 2), text, fill=255, font=font)
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG")
+
+
+def load_data(data_dir=None, mnist=None):
+    """The three splits as {name: (images uint8 (N,H,W), labels uint8 (N,10))}, and the data set's description.
+
+    ``data_dir`` is a folder written by ``mnist-edge data``; ``mnist`` ("" = look in the usual places,
+    else a path) composes that command's default data set in memory instead.
+    """
+    if mnist is not None:
+        return _compose(mnist or None)
+    data_dir = Path(data_dir)
+    splits = {name: load_labelled_npz(data_dir / f"{name}.npz") for name in SPLITS}
+    info_path = data_dir / "dataset.json"
+    try:
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    except (OSError, ValueError) as e:
+        raise MnistEdgeError(f"{info_path}: not readable JSON ({e})") from None
+    _check_splits(splits, data_dir)
+    return splits, info
+
+
+def _compose(mnist_path):
+    """``mnist-edge data``'s default data set, composed in memory, with the dataset.json it would write."""
+    digits, source = load_mnist(mnist_path, return_source=True)
+    options = resolve_options()
+    info = dataset_info(digits, source, MNIST_DATA_SEED, None, options,
+                        composed_by="mnist-edge train --mnist (in memory, as `mnist-edge data` with its defaults)")
+    splits = {}
+    for name, split in compose_splits(digits, seed=MNIST_DATA_SEED):
+        splits[name] = (split.images, split.labels)
+        info["splits"][name] = describe_split(name, split, options["max_digits"])
+    return splits, info
+
+
+def _check_splits(splits, where):
+    shape = splits["train"][0].shape[1:]
+    for name, (images, _) in splits.items():
+        if images.shape[1:] != shape:
+            raise MnistEdgeError(f"{where}: {name} images are {images.shape[1:]} but train images are {shape}")
+    if min(shape) < MIN_SIDE:
+        raise MnistEdgeError(f"{where}: images are {shape[0]}x{shape[1]}; the models need at least "
+                             f"{MIN_SIDE}x{MIN_SIDE} (one MNIST digit)")
+    for name, (images, _) in splits.items():
+        if not len(images):
+            raise MnistEdgeError(f"{where}: {name}.npz holds no images; training needs images in train, val and test")
