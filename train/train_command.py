@@ -103,7 +103,6 @@ def train_command(ctx, data, mnist, out, resume, **given):
       mnist-edge train --data data/ --out runs/default
       mnist-edge train --out runs/default --resume     # after an interruption
     """
-    require_tensorflow("train")
     given.update(data=str(data.resolve()) if data else None, mnist=mnist)
     if data is not None and mnist is not None:
         raise click.UsageError("give --data DIR or --mnist, not both")
@@ -116,6 +115,7 @@ def train_command(ctx, data, mnist, out, resume, **given):
         raise MnistEdgeError(f"data set folder {options['data']} no longer exists")
     splits, info = load_data(options["data"], options["mnist"])
 
+    require_tensorflow("train")  # after the input checks, which need no TensorFlow
     from train import trainer
 
     try:
