@@ -2,7 +2,8 @@
 
 numpy only (no TensorFlow), so a device can rebuild the exact test set. Everything is vectorised
 over images (loops run over the few digit slots, never over images), so 60,000 images take about a
-second, and every random choice comes from one seed.
+second, and every random choice comes from one seed. The folder ``mnist-edge data`` writes from it is
+train/dataset_folder.py; the command, train/data_command.py.
 """
 import math
 from typing import NamedTuple
