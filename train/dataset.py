@@ -413,13 +413,18 @@ def write_preview(path, images, labels, count=PREVIEW["count"], columns=PREVIEW[
         sheet.save(tmp, format="PNG")
 
 
-def parse_scale(ctx, param, value):
-    """LOW,HIGH -> [low, high] (a list, as it is stored in JSON)."""
-    try:
-        lo, hi = (float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter("expected LOW,HIGH, e.g. 0.6,1.2") from None
-    return [lo, hi]
+class ScaleRange(click.ParamType):
+    """LOW,HIGH -> [low, high] (a list, as JSON stores it); as a type, so defaults convert too."""
+    name = "LOW,HIGH"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            return [float(v) for v in value]
+        try:
+            lo, hi = (float(v) for v in value.split(","))
+        except ValueError:
+            self.fail("expected LOW,HIGH, e.g. 0.6,1.2", param, ctx)
+        return [lo, hi]
 
 
 def _parse_prior(ctx, param, value):
@@ -452,7 +457,7 @@ GEOMETRY = ("canvas", "min_digits", "max_digits", "empty_fraction", "max_overlap
               show_default=True, help="Share of empty images (no digit, all-zero label).")
 @click.option("--max-overlap", type=click.FloatRange(0, 1), default=DEFAULTS["max_overlap"], show_default=True,
               help="Most of a digit's central 20x20 box that one other digit's box may cover.")
-@click.option("--digit-scale", callback=parse_scale, default="1,1", show_default=True, metavar="LOW,HIGH",
+@click.option("--digit-scale", type=ScaleRange(), default="1,1", show_default=True,
               help="Resize each digit by a factor drawn log-uniformly from [LOW, HIGH]; 1 is MNIST's size "
                    "(ink ~20 px tall in a 28 px cell), e.g. 0.5,0.5 for half-size digits.")
 @click.option("--class-prior", callback=_parse_prior, metavar="W0,...,W9",

@@ -13,7 +13,7 @@ import numpy as np
 
 from edge_runtime.data import load_labelled_npz
 from edge_runtime.errors import MnistEdgeError
-from train.dataset import parse_scale
+from train.dataset import ScaleRange
 
 ARCHS = ("edge-cnn", "seed-cnn", "mlp")  # the builders in train/models.py
 SPLITS = ("train", "val", "test")
@@ -208,8 +208,8 @@ def print_report(meta):
               help="fresh: compose new training images every epoch from the data set's train digits (keyed by "
                    "--seed and epoch; needs MNIST, found as `data` finds it); fixed: train on train.npz as it is; "
                    "auto: fresh when the data set was composed by `mnist-edge data`, else fixed.")
-@click.option("--digit-scale", callback=parse_scale, default=",".join(map(str, DEFAULTS["digit_scale"])),
-              show_default=True, metavar="LOW,HIGH",
+@click.option("--digit-scale", type=ScaleRange(), default=",".join(map(str, DEFAULTS["digit_scale"])),
+              show_default=True,
               help="With fresh images: resize each digit by a factor log-uniform in [LOW, HIGH] (1 = MNIST's "
                    "size, ink ~20 px tall), so the model reads digits from LOW to HIGH times that size.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored"]), default=DEFAULTS["strategy"], show_default=True,
