@@ -9,3 +9,18 @@ def comma_list(value, convert=str, error="expected a comma-separated list"):
         return [convert(item.strip()) for item in value.split(",") if item.strip()]
     except ValueError:
         raise click.BadParameter(error) from None
+
+
+class ScaleRange(click.ParamType):
+    """LOW,HIGH -> [low, high] (a list, as JSON stores it). A type, not a callback, so that defaults
+    convert too when the pipeline invokes a command."""
+    name = "LOW,HIGH"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            return [float(v) for v in value]
+        try:
+            lo, hi = (float(v) for v in value.split(","))
+        except ValueError:
+            self.fail("expected LOW,HIGH, e.g. 0.6,1.2", param, ctx)
+        return [lo, hi]

@@ -5,6 +5,7 @@ over images (loops run over the few digit slots, never over images), so 60,000 i
 second, and every random choice comes from one seed. The folder ``mnist-edge data`` writes from it is
 train/dataset_folder.py; the command, train/data_command.py.
 """
+import hashlib
 import math
 from typing import NamedTuple
 
@@ -27,6 +28,7 @@ DEFAULTS = dict(
     class_prior=None,        # 10 class weights (normalised); None = uniform
     distinct_classes=False,  # True: no class twice in one image
     max_shift=None,          # None: anywhere inside the canvas; k: the canvas centre shifted by up to ±k px
+    digit_scale=(1.0, 1.0),  # each digit resized by a factor log-uniform in [lo, hi] (1: MNIST's 20 px ink)
 )
 PRESETS = {
     # Sabour et al. 2017, "Dynamic Routing Between Capsules": two digits of different classes, each
@@ -36,6 +38,7 @@ PRESETS = {
 }
 SPLIT_SIZES = {"train": 60000, "val": 5000, "test": 10000}  # images per split
 VAL_SOURCE_FRACTION = 0.1  # share of MNIST's training digits reserved for val (train never uses them)
+MIN_SCALE, MAX_SCALE = 0.25, 4.0  # digit_scale limits: 7 to 112 px cells
 MAX_TRIES = 20             # position draws for one digit before its image starts over
 MAX_RESTARTS = 200         # rounds of image restarts before the settings count as impossible
 
@@ -44,8 +47,9 @@ class Layout(NamedTuple):
     """Where each image's digits came from, per digit slot; -1 in slots an image does not use."""
     sources: np.ndarray  # int64 (N, max_digits): index into the MNIST split's images
     classes: np.ndarray  # int64 (N, max_digits): that digit's class
-    rows: np.ndarray     # int64 (N, max_digits): top row of its 28x28 cell on the canvas
+    rows: np.ndarray     # int64 (N, max_digits): top row of its cell on the canvas
     cols: np.ndarray     # int64 (N, max_digits): left column
+    sizes: np.ndarray    # int64 (N, max_digits): side of its (resized) cell, 28 at MNIST scale
 
 
 class Split(NamedTuple):
@@ -71,8 +75,11 @@ def _check(o):
     def bad(message, option):
         raise click.BadParameter(message, param_hint=f"--{option.replace('_', '-')}")
 
-    if o["canvas"] < DIGIT:
-        bad(f"{o['canvas']} is smaller than an MNIST digit ({DIGIT} px)", "canvas")
+    lo, hi = o["digit_scale"] = tuple(float(v) for v in o["digit_scale"])
+    if not (MIN_SCALE <= lo <= hi <= MAX_SCALE):
+        bad(f"{lo},{hi} is not a range within [{MIN_SCALE}, {MAX_SCALE}] (low first)", "digit_scale")
+    if o["canvas"] < cell_size(hi):
+        bad(f"{o['canvas']} is smaller than an MNIST digit at scale {hi} ({cell_size(hi)} px)", "canvas")
     if o["min_digits"] < 1:
         bad("must be at least 1 (use --empty-fraction for images without digits)", "min_digits")
     if o["max_digits"] < o["min_digits"]:
@@ -101,17 +108,25 @@ def capacity(canvas, max_overlap, max_shift=None):
     """
     if max_overlap >= 1:
         return math.inf
-    span = _span(canvas, max_shift)
+    span = _span(canvas, max_shift, np.array(DIGIT))[1]
     step = math.ceil(INK * (1 - max_overlap) - 1e-9)
-    return (span // step + 1) ** 2
+    return int(span // step + 1) ** 2
 
 
-def _span(canvas, max_shift):
-    """How far a digit's top-left coordinate ranges: the whole canvas, or the centre's ±max_shift."""
-    free = canvas - DIGIT
+def cell_size(scale):
+    """Side of a digit's cell at ``scale`` (28 px at 1)."""
+    return int(round(DIGIT * scale))
+
+
+def _span(canvas, max_shift, sizes):
+    """Where a cell of side ``sizes`` may put its top-left corner: (lowest, range), per cell.
+
+    The whole canvas, or the canvas centre shifted by up to ±max_shift.
+    """
+    free = canvas - sizes
     if max_shift is None:
-        return free
-    return min(2 * max_shift, free)
+        return np.zeros_like(free), free
+    return np.maximum(0, free // 2 - max_shift), np.minimum(2 * max_shift, free)
 
 
 def compose(digits, digit_labels, count, rng, pool=None, **options):
@@ -120,13 +135,16 @@ def compose(digits, digit_labels, count, rng, pool=None, **options):
     Per image: the number of digits is uniform in [min_digits, max_digits], except for exactly
     ``round(empty_fraction * count)`` all-black images; each digit's class is drawn from the class
     prior (classes may repeat unless ``distinct_classes``), then a digit of that class uniformly from
-    the pool; each 28x28 cell is placed wholly inside the canvas (or at the centre shifted by up to
-    ``max_shift``) and the cells are combined by pixel-wise max. The label is the set of classes.
+    the pool; each digit is resized by a factor drawn log-uniformly from ``digit_scale`` (a 28x28
+    cell becomes ``cell_size(factor)`` px; at (1, 1) nothing is resized or drawn), its cell placed
+    wholly inside the canvas (or at the centre shifted by up to ``max_shift``) and the cells are
+    combined by pixel-wise max. The label is the set of classes.
 
-    Overlap rule: a digit's *ink box* is the central 20x20 of its cell. For every pair of digits
-    in an image, area(ink box A ∩ ink box B) / 400 <= ``max_overlap`` -- no digit is covered beyond
-    the limit by any single other digit. Positions are drawn by rejection, slot by slot
-    (``MAX_TRIES`` each), and an image whose digit finds no place starts over.
+    Overlap rule: a digit's *ink box* is the central 20/28 of its cell (20x20 at MNIST scale). For
+    every pair of digits in an image, area(ink box A ∩ ink box B) / area(the smaller box) <=
+    ``max_overlap`` -- no digit is covered beyond the limit by any single other digit. Positions
+    are drawn by rejection, slot by slot (``MAX_TRIES`` each), and an image whose digit finds no
+    place starts over.
     """
     o = resolve_options(**options)
     slots = o["max_digits"]
@@ -139,22 +157,47 @@ def compose(digits, digit_labels, count, rng, pool=None, **options):
     classes = _draw_classes(rng, active, o["class_prior"], o["distinct_classes"])
     sources = np.full((count, slots), -1, dtype=np.int64)
     sources[active] = _draw_sources(rng, classes[active], digit_labels, pool)
+    sizes = _draw_sizes(rng, active, *o["digit_scale"])
 
-    lo = 0 if o["max_shift"] is None else max(0, (o["canvas"] - DIGIT) // 2 - o["max_shift"])
-    rows, cols = _place(rng, counts, slots, lo, lo + _span(o["canvas"], o["max_shift"]), o["max_overlap"])
+    rows, cols = _place(rng, counts, sizes, _span(o["canvas"], o["max_shift"], sizes), o["max_overlap"])
 
     images = np.zeros((count, o["canvas"], o["canvas"]), dtype=np.uint8)
-    # cells[i, r, c] is the 28x28 window of image i whose top-left is (r, c): paste = max into it
-    cells = np.lib.stride_tricks.sliding_window_view(images, (DIGIT, DIGIT), axis=(1, 2), writeable=True)
-    for k in range(slots):  # one digit per image per slot, so no window is written twice at once
-        i = np.flatnonzero(active[:, k])
-        r, c = rows[i, k], cols[i, k]
-        cells[i, r, c] = np.maximum(cells[i, r, c], digits[sources[i, k]])
+    for size in np.unique(sizes[active]):
+        # cells[i, r, c] is the size x size window of image i whose top-left is (r, c): paste = max into it
+        cells = np.lib.stride_tricks.sliding_window_view(images, (size, size), axis=(1, 2), writeable=True)
+        for k in range(slots):  # one digit per image per slot, so no window is written twice at once
+            i = np.flatnonzero(active[:, k] & (sizes[:, k] == size))
+            r, c = rows[i, k], cols[i, k]
+            cells[i, r, c] = np.maximum(cells[i, r, c], resize_digits(digits[sources[i, k]], size))
 
     labels = np.zeros((count, NUM_CLASSES), dtype=np.uint8)
     image, slot = np.nonzero(active)
     labels[image, classes[image, slot]] = 1
-    return Split(images, labels, Layout(sources, classes, rows, cols))
+    return Split(images, labels, Layout(sources, classes, rows, cols, np.where(active, sizes, -1)))
+
+
+def _draw_sizes(rng, active, lo, hi):
+    """Cell sides per slot: 28 everywhere at scale (1, 1) (no draw, so such data sets keep their bytes)."""
+    if lo == hi:
+        return np.full(active.shape, cell_size(lo), dtype=np.int64)
+    factors = np.exp(rng.uniform(np.log(lo), np.log(hi), size=active.shape))
+    return np.rint(DIGIT * factors).astype(np.int64)
+
+
+def resize_digits(digits, size):
+    """28x28 uint8 digits resized to size x size, as Pillow's antialiased bilinear would, for a whole batch.
+
+    Resizing is separable, so one (size, 28) matrix -- Pillow's resize of the identity, row by row --
+    applied on both sides does every digit at once.
+    """
+    if size == DIGIT:
+        return digits
+    from PIL import Image
+
+    eye = Image.fromarray(np.eye(DIGIT, dtype=np.float32), mode="F")
+    matrix = np.asarray(eye.resize((size, DIGIT), Image.Resampling.BILINEAR)).T  # (size, 28)
+    out = matrix @ digits.astype(np.float32) @ matrix.T
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def _draw_classes(rng, active, prior, distinct):
@@ -179,10 +222,14 @@ def _draw_sources(rng, wanted, digit_labels, pool):
     return by_class[start[wanted] + rng.integers(0, per_class[wanted])]
 
 
-def _place(rng, counts, slots, lo, hi, max_overlap):
-    """Top-left corners in [lo, hi]^2 meeting the overlap rule (see ``compose``); -1 for unused slots."""
+def _place(rng, counts, sizes, span, max_overlap):
+    """Top-left corners within each cell's ``span`` meeting the overlap rule (see ``compose``); -1 for unused slots."""
+    slots = sizes.shape[1]
     rows = np.full((len(counts), slots), -1, dtype=np.int64)
     cols = rows.copy()
+    ink = sizes * (INK / DIGIT)          # ink box side
+    start = (sizes - ink) / 2            # ink box offset inside the cell
+    lo, width = span
     pending = np.flatnonzero(counts > 0)
     for _ in range(MAX_RESTARTS):
         if not pending.size:
@@ -193,16 +240,30 @@ def _place(rng, counts, slots, lo, hi, max_overlap):
             for _ in range(MAX_TRIES):
                 if not todo.size:
                     break
-                r, c = rng.integers(lo, hi + 1, size=(2, todo.size))
-                shared = (np.clip(INK - np.abs(rows[todo, :k] - r[:, None]), 0, None)
-                          * np.clip(INK - np.abs(cols[todo, :k] - c[:, None]), 0, None))
-                ok = (shared / INK**2 <= max_overlap).all(axis=1)
+                low, high = _uniform_or_not(lo[todo, k]), _uniform_or_not(lo[todo, k] + width[todo, k] + 1)
+                r, c = rng.integers(low, high, size=(2, todo.size))
+                shared = (_shared(rows[todo, :k] + start[todo, :k], r[:, None] + start[todo, k:k + 1],
+                                  ink[todo, :k], ink[todo, k:k + 1])
+                          * _shared(cols[todo, :k] + start[todo, :k], c[:, None] + start[todo, k:k + 1],
+                                    ink[todo, :k], ink[todo, k:k + 1]))
+                smaller = np.minimum(ink[todo, :k], ink[todo, k:k + 1]) ** 2
+                ok = (shared / smaller <= max_overlap + 1e-9).all(axis=1)
                 rows[todo[ok], k], cols[todo[ok], k] = r[ok], c[ok]
                 todo = todo[~ok]
             failed[todo] = True
         pending = np.flatnonzero(failed)
     raise MnistEdgeError(f"could not place {counts.max()} digits within max overlap {max_overlap} after "
                          f"{MAX_RESTARTS} restarts; raise --canvas or --max-overlap, or lower --max-digits")
+
+
+def _shared(a, b, size_a, size_b):
+    """Length shared by the intervals [a, a + size_a) and [b, b + size_b)."""
+    return np.clip(np.minimum(a + size_a, b + size_b) - np.maximum(a, b), 0, None)
+
+
+def _uniform_or_not(bounds):
+    """A scalar when every bound is equal: numpy then draws exactly as it did for data sets before digit_scale."""
+    return bounds[0] if bounds.size and (bounds == bounds[0]).all() else bounds
 
 
 def compose_splits(mnist, sizes=None, seed=0, preset=None, **options):
@@ -214,14 +275,50 @@ def compose_splits(mnist, sizes=None, seed=0, preset=None, **options):
     """
     sizes = {**SPLIT_SIZES, **(sizes or {})}
     options = resolve_options(preset, **options)
-    division, *streams = np.random.SeedSequence(seed).spawn(1 + len(SPLIT_SIZES))
+    streams = np.random.SeedSequence(seed).spawn(1 + len(SPLIT_SIZES))[1:]
+    for (name, (digits, labels, pool)), stream in zip(source_pools(mnist, seed).items(), streams):
+        yield name, compose(digits, labels, sizes[name], np.random.default_rng(stream), pool=pool, **options)
+
+
+class EpochComposer(NamedTuple):
+    """Composes each training epoch's images afresh from the train pool, keyed by (seed, epoch, worker).
+
+    A model that sees new compositions every epoch cannot memorise them (a fixed 60k set is fit to
+    F1 0.999 while val stalls), and the key makes a resumed or sharded run see exactly the images an
+    uninterrupted one would. Composing 60k images takes ~1-2 s, next to ~70 s of training.
+    """
+    digits: np.ndarray   # MNIST training digits
+    labels: np.ndarray   # their classes
+    pool: np.ndarray     # indices the train split may use (val's digits are never among them)
+    count: int           # images per epoch
+    options: dict        # composition options (resolve_options), digit_scale included
+    seed: int            # the training seed
+
+    def epoch(self, epoch, worker=0, workers=1):
+        """Images and labels of ``epoch``: this worker's share of ``count`` when sharded."""
+        share = self.count // workers + (worker < self.count % workers)
+        rng = np.random.default_rng([self.seed, epoch, worker])
+        split = compose(self.digits, self.labels, share, rng, pool=self.pool, **self.options)
+        return split.images, split.labels
+
+
+def source_pools(mnist, seed):
+    """{split: (MNIST digits, their labels, pool of usable indices or None for all)} of the data set ``seed``.
+
+    Train and val divide MNIST's training digits by a permutation from the first stream of ``seed``,
+    so training can draw fresh images from exactly the train pool the data set was composed from.
+    """
+    division = np.random.SeedSequence(seed).spawn(1 + len(SPLIT_SIZES))[0]
     order = np.random.default_rng(division).permutation(len(mnist.train_images))
     n_val = _val_sources(len(order))
-    sources = {"train": (mnist.train_images, mnist.train_labels, np.sort(order[n_val:])),
-               "val": (mnist.train_images, mnist.train_labels, np.sort(order[:n_val])),
-               "test": (mnist.test_images, mnist.test_labels, None)}
-    for (name, (digits, labels, pool)), stream in zip(sources.items(), streams):
-        yield name, compose(digits, labels, sizes[name], np.random.default_rng(stream), pool=pool, **options)
+    return {"train": (mnist.train_images, mnist.train_labels, np.sort(order[n_val:])),
+            "val": (mnist.train_images, mnist.train_labels, np.sort(order[:n_val])),
+            "test": (mnist.test_images, mnist.test_labels, None)}
+
+
+def mnist_digest(mnist):
+    """SHA-256 of MNIST's training digits and labels: names the pool a data set was drawn from, whatever its path."""
+    return hashlib.sha256(mnist.train_images.tobytes() + mnist.train_labels.tobytes()).hexdigest()
 
 
 def _val_sources(n_train_digits):

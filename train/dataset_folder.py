@@ -16,7 +16,8 @@ from edge_runtime.dataset_file import load_labelled_npz, save_labelled_npz
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.files import atomic_path, write_text_atomic
 from edge_runtime.model_contract import NUM_CLASSES
-from train.dataset import VAL_SOURCE_FRACTION, compose_splits, digit_sources, resolve_options
+from train.dataset import (VAL_SOURCE_FRACTION, EpochComposer, compose_splits, digit_sources, mnist_digest,
+                           resolve_options, source_pools)
 from train.mnist import load_mnist
 
 SPLITS = ("train", "val", "test")
@@ -35,6 +36,7 @@ def dataset_info(mnist, source, seed, preset, options, **extra):
         "parameters": {**options, "val_source_fraction": VAL_SOURCE_FRACTION},
         "image_shape": [options["canvas"], options["canvas"]],
         "mnist_source": source,
+        "mnist_sha256": mnist_digest(mnist),  # which MNIST, whatever its path: training finds the pool again by it
         "digit_sources": digit_sources(mnist),
         "splits": {},
     }
@@ -47,7 +49,8 @@ def write_dataset(out_dir, sizes=None, seed=0, preset=None, mnist_path=None, log
     options = resolve_options(preset, **options)  # fail on bad settings before loading anything
     mnist, source = load_mnist(mnist_path, return_source=True)
     log(f"MNIST: {source}")
-    info = dataset_info(mnist, source, seed, preset, options)
+    info = dataset_info(mnist, source, seed, preset, options,
+                        mnist_path=str(Path(mnist_path).resolve()) if mnist_path else None)
     preview = None
     start = time.perf_counter()
     for name, split in compose_splits(mnist, sizes, seed, **options):
@@ -134,6 +137,30 @@ def _compose(mnist_path):
         splits[name] = (split.images, split.labels)
         info["splits"][name] = describe_split(name, split, options["max_digits"])
     return splits, info
+
+
+def fresh_images(options, info, where):
+    """The composer of each epoch's training images, or None when training on the fixed train.npz.
+
+    Fresh images need what composed the data set: its parameters and seed (dataset.json) and the
+    same MNIST (found as `mnist-edge data` finds it, checked by digest).
+    """
+    composable = isinstance(info.get("parameters"), dict) and isinstance(info.get("seed"), int)
+    mode = options["compose"]
+    if mode == "fixed" or (mode == "auto" and not composable):
+        return None
+    if not composable:
+        raise MnistEdgeError(f"{where} has no dataset.json from `mnist-edge data`, so its training images cannot "
+                             f"be composed afresh; pass --compose fixed to train on train.npz as it is")
+    mnist = load_mnist(options["mnist"] or info.get("mnist_path"))
+    expected = info.get("mnist_sha256")
+    if expected and mnist_digest(mnist) != expected:
+        raise MnistEdgeError(f"the MNIST found now differs from the one {where} was composed from; point --mnist or "
+                             f"$MNIST_EDGE_DATA at that copy, or pass --compose fixed")
+    parameters = {k: v for k, v in info["parameters"].items() if k != "val_source_fraction"}
+    parameters = resolve_options(**{**parameters, "digit_scale": options["digit_scale"]})
+    digits, labels, pool = source_pools(mnist, info["seed"])["train"]
+    return EpochComposer(digits, labels, pool, info["splits"]["train"]["images"], parameters, options["seed"])
 
 
 def _check_splits(splits, where):

@@ -9,9 +9,10 @@ from pathlib import Path
 import click
 
 from convert.tensorflow_env import require_tensorflow
+from edge_runtime.cli_options import ScaleRange
 from edge_runtime.errors import MnistEdgeError
-from train.dataset_folder import load_data
-from train.options import ARCHS, DEFAULTS, RESUMABLE
+from train.dataset_folder import fresh_images, load_data
+from train.options import ARCHS, COMPOSE_MODES, DEFAULTS, RESUMABLE
 from train.run_folder import HISTORY_FILE, METADATA_FILE, MODEL_FILE, read_state
 
 
@@ -83,6 +84,14 @@ def print_report(meta):
                    "weights a whole image by one argmax class, wrong for multi-digit labels.)")
 @click.option("--patience", type=click.IntRange(min=1), default=DEFAULTS["patience"], show_default=True,
               help="Stop after this many epochs without a better validation macro-F1; the best epoch's weights are kept.")
+@click.option("--compose", type=click.Choice(COMPOSE_MODES), default=DEFAULTS["compose"], show_default=True,
+              help="fresh: compose new training images every epoch from the data set's train digits (keyed by "
+                   "--seed and epoch; needs MNIST, found as `data` finds it); fixed: train on train.npz as it is; "
+                   "auto: fresh when the data set was composed by `mnist-edge data`, else fixed.")
+@click.option("--digit-scale", type=ScaleRange(), default=",".join(map(str, DEFAULTS["digit_scale"])),
+              show_default=True,
+              help="With fresh images: resize each digit by a factor log-uniform in [LOW, HIGH] (1 = MNIST's "
+                   "size, ink ~20 px tall), so the model reads digits from LOW to HIGH times that size.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored"]), default=DEFAULTS["strategy"], show_default=True,
               help="tf.distribute strategy: mirrored replicates the step over all GPUs (else all logical CPUs).")
 @click.option("--deterministic/--no-deterministic", default=DEFAULTS["deterministic"], show_default=True,
@@ -114,12 +123,13 @@ def train_command(ctx, data, mnist, out, resume, **given):
     if options["data"] is not None and not Path(options["data"]).is_dir():
         raise MnistEdgeError(f"data set folder {options['data']} no longer exists")
     splits, info = load_data(options["data"], options["mnist"])
+    composer = fresh_images(options, info, options["data"] or "the in-memory data set")
 
     require_tensorflow("train")  # after the input checks, which need no TensorFlow
     from train import trainer
 
     try:
-        meta = trainer.train(out, options, splits, info, state=read_state(out), log=click.echo)
+        meta = trainer.train(out, options, splits, info, composer, state=read_state(out), log=click.echo)
     except KeyboardInterrupt:
         raise MnistEdgeError(f"interrupted; continue with: mnist-edge train --out {out} --resume") from None
     print_report(meta)

@@ -43,8 +43,12 @@ MIN_LR_FRACTION = 0.01  # cosine decay ends at 1% of --lr
 EVAL_BATCH = 256        # images per prediction step (no gradients, so larger than training's)
 
 
-def train(run_dir, options, splits, dataset_info, state=None, log=print):
-    """Train (or resume) a run and write RUN_DIR; returns the metadata dict it wrote."""
+def train(run_dir, options, splits, dataset_info, composer=None, state=None, log=print):
+    """Train (or resume) a run and write RUN_DIR; returns the metadata dict it wrote.
+
+    ``composer`` (train.dataset.EpochComposer) composes fresh training images every epoch; without
+    it the epochs shuffle the fixed training split.
+    """
     start = time.perf_counter()
     run_dir = Path(run_dir)
     (run_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
@@ -60,7 +64,7 @@ def train(run_dir, options, splits, dataset_info, state=None, log=print):
     state["options"] = options  # a resumed run may have changed the RESUMABLE ones
     pos_weight = positive_weights(y_train) if options["pos_weight"] == "auto" else None
     if not state["finished"]:
-        fit(run_dir, state, strategy, splits["train"], splits["val"], pos_weight, log)
+        fit(run_dir, state, strategy, splits["train"], splits["val"], composer, pos_weight, log)
 
     if "best_weights" not in state:
         raise MnistEdgeError(f"validation scores were never finite in {state['epochs_done']} epochs; try a lower --lr")
@@ -85,6 +89,7 @@ def train(run_dir, options, splits, dataset_info, state=None, log=print):
         "seed": options["seed"],
         "options": options,
         "pos_weight": None if pos_weight is None else pos_weight.tolist(),  # per digit, from --pos-weight auto
+        "training_images": training_images(composer, len(x_train)),
         "params": int(final.count_params()),
         "macs": count_macs(final),
         "epochs_run": state["epochs_done"],
@@ -100,10 +105,11 @@ def train(run_dir, options, splits, dataset_info, state=None, log=print):
     return meta
 
 
-def fit(run_dir, state, strategy, train, val, pos_weight, log):
+def fit(run_dir, state, strategy, train, val, composer, pos_weight, log):
     """Build (or load from the checkpoint) the compiled model under ``strategy`` and train it."""
     options, (x_train, y_train) = state["options"], train
-    steps = math.ceil(len(x_train) / options["batch_size"])
+    count = composer.count if composer else len(x_train)
+    steps = math.ceil(count / options["batch_size"])
     with strategy.scope():
         if state["epochs_done"]:
             model = keras.models.load_model(run_dir / CHECKPOINT_DIR / state["model"], safe_mode=True)
@@ -115,8 +121,10 @@ def fit(run_dir, state, strategy, train, val, pos_weight, log):
             model.compile(optimizer=keras.optimizers.Adam(schedule),
                           loss=WeightedBinaryCrossentropy(pos_weight),
                           metrics=[keras.metrics.F1Score(average="macro", threshold=0.5, name="macro_f1")])
-    model.fit(train_dataset(x_train, y_train, options["batch_size"], options["seed"],
-                            state["epochs_done"], options["epochs"]),
+    epochs = (state["epochs_done"], options["epochs"])
+    batches = (fresh_dataset(composer, options["batch_size"], *epochs) if composer else
+               train_dataset(x_train, y_train, options["batch_size"], options["seed"], *epochs))
+    model.fit(batches,
               epochs=options["epochs"], initial_epoch=state["epochs_done"], steps_per_epoch=steps,
               validation_data=eval_dataset(*val),
               callbacks=[EpochCheckpoint(run_dir, state)],
@@ -149,6 +157,29 @@ def train_dataset(images, labels, batch_size, seed, first_epoch, epochs):
             .map(lambda i: (_to_float(tf.gather(images, i)), tf.cast(tf.gather(labels, i), tf.float32)),
                  num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
+
+
+def fresh_dataset(composer, batch_size, first_epoch, epochs):
+    """Batches for epochs first_epoch..epochs-1, each epoch's images composed afresh (already in random order)."""
+    def batches():
+        for epoch in range(first_epoch, epochs):
+            images, labels = composer.epoch(epoch)
+            for start in range(0, len(images), batch_size):
+                yield images[start:start + batch_size], labels[start:start + batch_size]
+
+    side = composer.options["canvas"]
+    spec = (tf.TensorSpec((None, side, side), tf.uint8), tf.TensorSpec((None, NUM_CLASSES), tf.uint8))
+    return (tf.data.Dataset.from_generator(batches, output_signature=spec)
+            .map(lambda x, y: (_to_float(x), tf.cast(y, tf.float32)))
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def training_images(composer, fixed_count):
+    """How the training images were made, for metadata.json."""
+    if composer is None:
+        return {"mode": "fixed", "images_per_epoch": fixed_count}
+    return {"mode": "fresh", "images_per_epoch": composer.count, "digit_scale": list(composer.options["digit_scale"]),
+            "key": "numpy default_rng([seed, epoch, worker]) over the data set's train digit pool"}
 
 
 def eval_dataset(images, labels=None):
