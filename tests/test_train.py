@@ -182,7 +182,9 @@ def test_resume_after_sigkill_continues_from_the_last_checkpoint(data_dir, edge_
     assert [row["epoch"] for row in rows] == ["1", "2", "3"]
     for column in ("loss", "val_loss"):  # same batches, same optimizer state: the same run up to float round-off
         np.testing.assert_allclose([float(r[column]) for r in rows], [float(r[column]) for r in reference], rtol=1e-4)
-    assert json.loads((out / "metadata.json").read_text())["epochs_run"] == 3
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["epochs_run"] == 3
+    assert meta["training_images"]["mode"] == "fresh"  # every epoch composed anew, keyed by (seed, epoch)
     assert run("--out", out, "--resume").output.strip().endswith("nothing to resume")
 
 
