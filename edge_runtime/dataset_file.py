@@ -1,4 +1,5 @@
-"""The labelled data set file: ``images`` uint8 (N,H,W) and ``labels`` uint8 (N,10) multi-hot.
+"""The labelled data set file: ``images`` uint8 (N,H,W) and ``labels`` uint8 (N,10) multi-hot,
+optionally with per-image difficulty arrays (``DIFFICULTY``) that ``bench`` breaks results down by.
 
 It lives here, beside the device runtime, because training, conversion and the on-device
 benchmark all read it, and the device has only numpy.
@@ -11,6 +12,13 @@ import numpy as np
 from .errors import MnistEdgeError
 from .files import atomic_path
 from .model_contract import NUM_CLASSES
+
+# Per-image arrays a composed data set also records (name -> dtype); readers that know only
+# images and labels are unaffected.
+DIFFICULTY = {
+    "digits_per_image": np.uint8,  # how many digits were pasted (classes may repeat, so not labels.sum)
+    "max_overlap": np.float32,     # largest share of one digit's ink box covered by another digit's box
+}
 
 
 @contextlib.contextmanager
@@ -26,14 +34,33 @@ def npz_errors(path, kind=".npz"):
         raise MnistEdgeError(f"{path}: not a readable {kind} file ({e})") from None
 
 
-def save_labelled_npz(path, images, labels):
-    """Write exactly the two keys, uncompressed (fast to read on a device), atomically."""
+def save_labelled_npz(path, images, labels, **difficulty):
+    """Write images, labels and any ``DIFFICULTY`` arrays given, uncompressed (fast to read on a
+    device), atomically."""
     images = np.ascontiguousarray(images, dtype=np.uint8)
     labels = np.ascontiguousarray(labels, dtype=np.uint8)
     _check(images, labels, path)
+    unknown = set(difficulty) - set(DIFFICULTY)
+    if unknown:
+        raise TypeError(f"unknown per-image arrays: {', '.join(sorted(unknown))}")
+    extra = {name: np.ascontiguousarray(value, dtype=DIFFICULTY[name]) for name, value in difficulty.items()}
+    for name, value in extra.items():
+        if value.shape != (len(images),):
+            raise MnistEdgeError(f"{path}: {name} must hold one value per image ({len(images)}), got shape {value.shape}")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, images=images, labels=labels)
+            np.savez(f, images=images, labels=labels, **extra)
+
+
+def load_difficulty(path, num_images):
+    """The ``DIFFICULTY`` arrays the file holds ({} for files written before they existed, or by hand)."""
+    with npz_errors(path), np.load(path, allow_pickle=False) as npz:
+        found = {name: npz[name] for name in DIFFICULTY if name in npz.files}
+    for name, value in found.items():
+        if value.shape != (num_images,):
+            raise MnistEdgeError(f"{path}: {name} has shape {value.shape}, expected one value per image "
+                                 f"({num_images}); rewrite the file with `mnist-edge data`")
+    return found
 
 
 def load_labelled_npz(path, require_labels=True):

@@ -18,6 +18,7 @@ from edge_runtime.files import atomic_path, write_text_atomic
 from edge_runtime.model_contract import NUM_CLASSES
 from train.dataset import (VAL_SOURCE_FRACTION, EpochComposer, compose_splits, digit_sources, mnist_digest,
                            resolve_options, source_pools)
+from train.difficulty import difficulty
 from train.mnist import load_mnist
 
 SPLITS = ("train", "val", "test")
@@ -54,7 +55,7 @@ def write_dataset(out_dir, sizes=None, seed=0, preset=None, mnist_path=None, log
     preview = None
     start = time.perf_counter()
     for name, split in compose_splits(mnist, sizes, seed, **options):
-        save_labelled_npz(out_dir / f"{name}.npz", split.images, split.labels)
+        save_labelled_npz(out_dir / f"{name}.npz", split.images, split.labels, **difficulty(split.layout))
         info["splits"][name] = describe_split(name, split, options["max_digits"])
         if preview is None and len(split.images):
             preview = split
