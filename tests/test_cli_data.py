@@ -39,7 +39,7 @@ def test_writes_the_data_set(mnist_dir, tmp_path):
     assert str(mnist_dir) in info["mnist_source"]
     for name, n in (("train", 300), ("val", 40), ("test", 60)):
         with np.load(out / f"{name}.npz", allow_pickle=False) as npz:
-            assert sorted(npz.files) == ["images", "labels"]
+            assert sorted(npz.files) == ["digits_per_image", "images", "labels", "max_overlap"]
         images, labels = load_labelled_npz(out / f"{name}.npz")
         assert images.shape == (n, 64, 64) and labels.shape == (n, 10)
         split = info["splits"][name]
