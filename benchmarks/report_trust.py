@@ -160,3 +160,15 @@ def csv_columns(model):
         cols[f"delta_f1_ci_high_{d}"] = boot["per_digit"]["high"][d] if p else None
         cols[f"mcnemar_p_{d}"] = p["mcnemar"]["per_digit"][d]["p"] if p else None
     return cols
+
+
+def strata_rows(report):
+    """strata.csv rows: model, grouping (digits/overlap), stratum, images, F1, exact-set accuracy."""
+    rows = [["model", "grouping", "stratum", "images", "f1", "exact_set_accuracy"]]
+    available = (report.get("difficulty") or {}).get("available", [])
+    for m in report["models"]:
+        for key in available:
+            rows += [[m["name"], key, s["stratum"], s["images"], "" if s["f1"] is None else round(s["f1"], 6),
+                      "" if s["exact_set_accuracy"] is None else round(s["exact_set_accuracy"], 6)]
+                     for s in m["by_difficulty"][key]]
+    return rows
