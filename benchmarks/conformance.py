@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime import Classifier
-from edge_runtime.data import load_labelled_npz
+from edge_runtime.dataset_file import load_labelled_npz
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.interpreter import RUNTIMES, import_runtime
 from edge_runtime.metrics import binarize

@@ -4,7 +4,6 @@ Uses matplotlib's object API (Figure + Agg canvas), never pyplot, so no global b
 """
 import numpy as np
 
-from edge_runtime.data import NUM_CLASSES
 from edge_runtime.files import atomic_path
 from edge_runtime.metrics import binarize
 from edge_runtime.model_contract import NUM_CLASSES

@@ -1,5 +1,7 @@
 """The report sections that say how far to trust the comparison: paired statistics, results by
 difficulty, the acceleration check and runtime conformance (markdown and CSV rows from report.json)."""
+from edge_runtime.model_contract import NUM_CLASSES
+
 from .paired import significant
 
 
@@ -155,7 +157,7 @@ def csv_columns(model):
     cols["delta_macro_f1_ci_low"] = boot["macro"]["low"] if p else None
     cols["delta_macro_f1_ci_high"] = boot["macro"]["high"] if p else None
     cols["mcnemar_p_exact_set"] = p["mcnemar"]["exact_set"]["p"] if p else None
-    for d in range(10):
+    for d in range(NUM_CLASSES):
         cols[f"delta_f1_ci_low_{d}"] = boot["per_digit"]["low"][d] if p else None
         cols[f"delta_f1_ci_high_{d}"] = boot["per_digit"]["high"][d] if p else None
         cols[f"mcnemar_p_{d}"] = p["mcnemar"]["per_digit"][d]["p"] if p else None

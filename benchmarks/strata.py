@@ -1,7 +1,7 @@
 """Where a model fails: quality by number of digits and by overlap band, and the digit pairs it confuses.
 
 One macro-F1 hides that images with four digits or heavily overlapping digits are much harder. The
-strata come from the per-image arrays ``mnist-edge data`` writes (``edge_runtime.data.DIFFICULTY``);
+strata come from the per-image arrays ``mnist-edge data`` writes (``edge_runtime.dataset_file.DIFFICULTY``);
 a data set without them gets only the confused pairs, which need nothing but labels.
 """
 import numpy as np
@@ -43,7 +43,7 @@ def confused_pairs(truth, pred, top=CONFUSED_PAIRS):
 def strata(truth, preds, difficulty):
     """Per model: quality by digit count and overlap band (when ``difficulty`` has them), confused pairs.
 
-    ``preds``: one (N,10) 0/1 array per model; ``difficulty``: edge_runtime.data.load_difficulty's dict.
+    ``preds``: one (N,10) 0/1 array per model; ``difficulty``: edge_runtime.dataset_file.load_difficulty's dict.
     """
     truth = np.asarray(truth)
     groups = {}

@@ -1,7 +1,7 @@
 """What makes a benchmark trustworthy for a release, added to the report ``run_benchmark`` builds:
 paired statistics against the baseline, results by difficulty, the acceleration check and, when
 asked, runtime conformance. Each lives in its own module; this only runs them on the bench's data."""
-from edge_runtime.data import DIFFICULTY, load_difficulty
+from edge_runtime.dataset_file import DIFFICULTY, load_difficulty
 from edge_runtime.metrics import binarize
 
 from . import acceleration, conformance, paired, strata

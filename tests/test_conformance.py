@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from benchmarks.conformance import conformance, parse_runtimes
-from edge_runtime.data import save_labelled_npz
+from edge_runtime.dataset_file import save_labelled_npz
 from edge_runtime.errors import MnistEdgeError
 from models_for_tests import models, sample_images  # noqa: F401  (pytest fixture)
 

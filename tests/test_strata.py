@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 
 from benchmarks import strata
-from edge_runtime.data import DIFFICULTY, load_difficulty, load_labelled_npz, save_labelled_npz
-from train import dataset
+from edge_runtime.dataset_file import DIFFICULTY, load_difficulty, load_labelled_npz, save_labelled_npz
+from train import dataset, dataset_folder
 from train.difficulty import difficulty, max_overlap
-from train.mnist import DIGIT, INK, load_mnist
+from train.dataset import DIGIT, INK
+from train.mnist import load_mnist
 
 NUM_IMAGES = 2000
 
@@ -41,6 +42,15 @@ def test_difficulty_matches_the_composition(split):
     assert d["max_overlap"].max() <= 0.4 + 1e-6  # the composition's own rule
     assert (d["max_overlap"][d["digits_per_image"] < 2] == 0).all()
     assert (d["max_overlap"] > 0.25).any()  # the test exercises more than one band
+
+
+def test_overlap_is_what_the_composition_caps_at_any_scale(mnist_dir):
+    mnist = load_mnist(mnist_dir)
+    split = dataset.compose(mnist.test_images, mnist.test_labels, 500, np.random.default_rng(8),
+                            **dataset.resolve_options(max_overlap=0.3, digit_scale=(0.6, 1.2)))
+    d = difficulty(split.layout)
+    assert len(np.unique(split.layout.sizes[split.layout.sources >= 0])) > 3  # really several scales
+    assert d["max_overlap"].max() <= 0.3 + 1e-6 and d["max_overlap"].max() > 0.2
 
 
 def test_overlap_of_digits_at_different_scales():
@@ -100,7 +110,7 @@ def test_confused_pairs(split):
 
 
 def test_data_set_files_carry_difficulty(mnist_dir, tmp_path):
-    info = dataset.write_dataset(tmp_path, sizes={"train": 50, "val": 20, "test": 200}, seed=3, mnist_path=mnist_dir)
+    info = dataset_folder.write_dataset(tmp_path, sizes={"train": 50, "val": 20, "test": 200}, seed=3, mnist_path=mnist_dir)
     images, labels = load_labelled_npz(tmp_path / "test.npz")  # loads as before
     with np.load(tmp_path / "test.npz", allow_pickle=False) as npz:
         assert set(npz.files) == {"images", "labels", *DIFFICULTY}
