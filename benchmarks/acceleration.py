@@ -110,7 +110,7 @@ def check_acceleration(models, images, runtime="auto", threads=1, runs=CHECK["ru
             for i, p in enumerate(models) for x in (True, False)}
     before = cpu_frequency_mhz()
     p50 = _time_settings(clfs, images[:1], runs, rounds)
-    after = cpu_frequency_mhz()
+    frequency = frequency_record(before, cpu_frequency_mhz())
     cpu = describe_cpu()
     entries = []
     for i, path in enumerate(models):
@@ -125,9 +125,7 @@ def check_acceleration(models, images, runtime="auto", threads=1, runs=CHECK["ru
     for entry in entries:
         entry["status"], entry["reason"] = _verdict(entry, base, cpu, clfs[0, True])
     return {"runtime": {"name": clfs[0, True].runtime_name, "version": clfs[0, True].runtime_version},
-            "threads": threads, "runs": runs, "cpu": cpu,
-            "frequency_before": before, "frequency_after": after, "frequency_note": _drift(before, after),
-            "models": entries}
+            "threads": threads, "runs": runs, "cpu": cpu, "frequency": frequency, "models": entries}
 
 
 def _took_graph(entry):
@@ -164,6 +162,11 @@ def _cpu_hint(cpu):
     if features and not (features.get("avx512_vnni") or features.get("avx_vnni")):
         return "the CPU has no AVX-VNNI / AVX-512 VNNI: XNNPACK's int8 path on x86 is weaker than its float path"
     return None
+
+
+def frequency_record(before, after):
+    """Mean CPU frequency before and after a timed stretch, and a note when it drifted or is hidden."""
+    return {"before": before, "after": after, "note": _drift(before, after)}
 
 
 def _drift(before, after):

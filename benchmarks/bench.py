@@ -1,7 +1,8 @@
 """Measure .tflite models side by side on the device: speed, memory, size and per-digit quality.
 
 This is the run behind ``mnist-edge bench``; the pieces live beside it: timing.py (load time,
-latency, throughput, in interleaved rounds), memory.py (peak RSS in a child process), gate.py (the
+latency, throughput, in interleaved rounds), memory.py (peak RSS in a child process), trust.py
+(paired statistics, results by difficulty, acceleration check, runtime conformance), gate.py (the
 release gate) and report.py (report.md/.json/.csv). Quality comes from
 ``edge_runtime.metrics.evaluate``, the code training uses, on each model's own thresholds
 (embedded metadata; 0.5 without).
@@ -19,9 +20,11 @@ from edge_runtime.dataset_file import load_labelled_npz
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.metrics import evaluate
 
+from .acceleration import cpu_frequency_mhz, frequency_record
 from .machine import describe_machine
 from .memory import measure_memory
 from .timing import LOAD_REPEATS, cycle, latency_stats, time_inference, time_loads
+from .trust import add_trust
 
 # Measurement defaults (the CLI shows and uses these).
 DEFAULTS = dict(
@@ -64,8 +67,12 @@ class Bench:
 def run_benchmark(models, data, runs=DEFAULTS["runs"], warmup=DEFAULTS["warmup"],
                   threads=DEFAULTS["threads"], batches=DEFAULTS["batches"], rounds=DEFAULTS["rounds"],
                   runtime=DEFAULTS["runtime"], use_xnnpack=DEFAULTS["use_xnnpack"], memory=True,
-                  progress=None):
-    """Benchmark ``models`` (paths; the first is the baseline for ΔF1) on the labelled ``data`` npz."""
+                  bootstrap=None, runtimes=None, progress=None):
+    """Benchmark ``models`` (paths; the first is the baseline for ΔF1) on the labelled ``data`` npz.
+
+    ``bootstrap``: paired.BOOTSTRAP overrides (resamples, seed, confidence); ``runtimes``: [(name,
+    python or None)] to compare for conformance (conformance.parse_runtimes), None to skip.
+    """
     say = progress or (lambda message: None)
     models, threads, batches = [Path(m) for m in models], list(threads), list(batches)
     if not models:
@@ -80,10 +87,12 @@ def run_benchmark(models, data, runs=DEFAULTS["runs"], warmup=DEFAULTS["warmup"]
         return Classifier(str(path), num_threads=num_threads, runtime=runtime, use_xnnpack=use_xnnpack)
 
     entries, scores, clfs = _score_models(models, images, labels, data, settings, load, say)
+    frequency_before = cpu_frequency_mhz()
     say(f"load time: {LOAD_REPEATS} fresh loads per model, interleaved")
     for entry, (load_ms, first_ms) in zip(entries, time_loads(models, images[:1], lambda p: load(p, threads[0]))):
         entry.update(load_ms=load_ms, first_inference_ms=first_ms)
     latency = _add_timing(entries, clfs, images, settings, say)
+    frequency = frequency_record(frequency_before, cpu_frequency_mhz())
     for path, entry in zip(models, entries):
         if memory:
             say(f"memory: {entry['name']} in a fresh process")
@@ -97,10 +106,13 @@ def run_benchmark(models, data, runs=DEFAULTS["runs"], warmup=DEFAULTS["warmup"]
         "data": {"path": str(data), "num_images": int(len(images)), "image_shape": list(images.shape[1:]),
                  "sha256": _sha256(data)},
         "settings": settings,
-        "machine": describe_machine(first.runtime_name, first.runtime_version, threads, use_xnnpack),
+        "machine": {**describe_machine(first.runtime_name, first.runtime_version, threads, use_xnnpack),
+                    "cpu_frequency_during_timing": frequency},
         "methods": METHODS,
         "models": entries,
     }
+    add_trust(report, models, data, images, labels, scores, [clfs[i, threads[0]].thresholds for i in range(len(models))],
+              runtime, threads[0], bootstrap=bootstrap, runtimes=runtimes, say=say)
     return Bench(report, images, labels, scores, latency)
 
 

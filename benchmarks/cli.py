@@ -5,10 +5,13 @@ from pathlib import Path
 import click
 
 from edge_runtime.cli_options import comma_list
+from edge_runtime.errors import MnistEdgeError
 from edge_runtime.interpreter import RUNTIMES
 
 from .bench import DEFAULTS, run_benchmark
-from .gate import GateFailed, check_gate
+from .conformance import parse_runtimes
+from .gate import GATE_ON, GateFailed, check_gate
+from .paired import BOOTSTRAP
 from .report import summary_table, write_reports
 
 
@@ -20,6 +23,13 @@ def _int_list(ctx, param, value):
     if not items or min(items) < 1:
         raise click.BadParameter(f"expected positive integers, got {value!r}")
     return tuple(dict.fromkeys(items))
+
+
+def _runtimes(ctx, param, value):
+    try:
+        return None if value is None else parse_runtimes(value)
+    except MnistEdgeError as e:
+        raise click.BadParameter(e.message) from None
 
 
 @click.command("bench")
@@ -49,27 +59,40 @@ def _int_list(ctx, param, value):
               help="Release gate: fail if any digit's F1 falls more than this below the first model's.")
 @click.option("--min-macro-f1", type=click.FloatRange(0, 1), default=None,
               help="Release gate: fail if any model's macro-F1 is below this.")
+@click.option("--gate-on", type=click.Choice(GATE_ON), default="point", show_default=True,
+              help="Judge --max-f1-drop on this test set's ΔF1 (point) or on the lower end of its paired "
+                   "bootstrap interval (ci: pass only if the data show the drop is within the limit).")
+@click.option("--bootstrap", "resamples", type=click.IntRange(min=100), default=BOOTSTRAP["resamples"],
+              show_default=True, help="Bootstrap resamples of the images for the ΔF1 intervals.")
+@click.option("--seed", type=click.IntRange(min=0), default=BOOTSTRAP["seed"], show_default=True,
+              help="Seed of the bootstrap resampling.")
+@click.option("--runtimes", callback=_runtimes, default=None, metavar="NAME[=PYTHON],...",
+              help="Also score every model under each of these interpreters and compare them image by image, "
+                   "e.g. ai_edge_litert,tensorflow; NAME=PYTHON runs one with another venv's Python "
+                   "(tflite_runtime=/path/to/venv/bin/python).")
 def bench_command(models, data, runs, warmup, rounds, threads, batches, runtime, no_xnnpack, no_memory, out,
-                  max_f1_drop, min_macro_f1):
+                  max_f1_drop, min_macro_f1, gate_on, resamples, seed, runtimes):
     """Benchmark MODEL.tflite files side by side: latency, throughput, memory, size, per-digit F1.
 
     The first model is the baseline (usually model_float32.tflite) that ΔF1 is measured against.
     Progress goes to stderr, the summary table to stdout. The reports are always written; then, if
     the release gate (--max-f1-drop / --min-macro-f1) fails, the command names each model and digit
-    that fell short and exits with status 3 (1: bad input, 2: bad arguments).
+    that fell short and exits with status 3 (1: bad input, 2: bad arguments). Every report also holds
+    paired statistics (ΔF1 intervals, McNemar), results by difficulty, and an acceleration check.
 
     \b
     Example (on the device, with the two converted files and a test set copied over):
       mnist-edge bench model_float32.tflite model_int8.tflite --data test.npz --threads 1,4 \\
-          --max-f1-drop 0.01 --out bench_report
+          --max-f1-drop 0.01 --gate-on ci --out bench_report
     """
     out = out or Path(time.strftime("bench-%Y%m%d-%H%M%S", time.gmtime()))
     result = run_benchmark(models, data, runs=runs, warmup=warmup, threads=threads, batches=batches,
                            rounds=rounds, runtime=runtime, use_xnnpack=not no_xnnpack, memory=not no_memory,
+                           bootstrap={"resamples": resamples, "seed": seed}, runtimes=runtimes,
                            progress=lambda message: click.echo(message, err=True))
     gate = None
     if max_f1_drop is not None or min_macro_f1 is not None:
-        gate = result.report["gate"] = check_gate(result.report, max_f1_drop, min_macro_f1)
+        gate = result.report["gate"] = check_gate(result.report, max_f1_drop, min_macro_f1, on=gate_on)
     write_reports(result, out)
     click.echo(summary_table(result.report))
     note = result.report["plots"]["note"]

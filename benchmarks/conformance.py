@@ -32,11 +32,11 @@ def parse_runtimes(text):
             continue
         name, _, python = item.partition("=")
         if name not in RUNTIMES:
-            raise MnistEdgeError(f"--runtimes: unknown runtime {name!r}; choose from {', '.join(RUNTIMES)} "
+            raise MnistEdgeError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)} "
                                  "(NAME=PYTHON runs it with another venv's Python)")
         specs.append((name, python or None))
     if len(specs) < 2:
-        raise MnistEdgeError("--runtimes needs at least two runtimes to compare, e.g. ai_edge_litert,tensorflow")
+        raise MnistEdgeError("needs at least two runtimes to compare, e.g. ai_edge_litert,tensorflow")
     return specs
 
 

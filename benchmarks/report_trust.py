@@ -2,14 +2,8 @@
 difficulty, the acceleration check and runtime conformance (markdown and CSV rows from report.json)."""
 from edge_runtime.model_contract import NUM_CLASSES
 
+from .markdown import table
 from .paired import significant
-
-
-def _table(header, rows, align):
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _p(value):
@@ -38,7 +32,7 @@ def paired_section(report):
                          f"{flips['dropped']} ({flips['dropped_right']} right)"])
         macro, exact = boot["macro"], tests["exact_set"]
         out += [f"### {m['name']} against {models[0]['name']}", "",
-                _table(["digit", "ΔF1", f"{conf} CI", "McNemar b / c", "p", "test", "added", "dropped"],
+                table(["digit", "ΔF1", f"{conf} CI", "McNemar b / c", "p", "test", "added", "dropped"],
                        rows, "lrrrrlrr"), "",
                 f"- macro-F1: Δ {macro['delta']:+.4f}, {conf} CI [{macro['low']:+.4f}, {macro['high']:+.4f}]: "
                 f"{_verdict(macro)}.",
@@ -97,7 +91,7 @@ def difficulty_section(report):
                 + [v for per_model in strata for v in (_opt(per_model[k]["f1"]),
                                                        _opt(per_model[k]["exact_set_accuracy"]))]
                 for k, s in enumerate(strata[0])]
-        out += [f"### {title}", "", _table(header, rows, "lr" + "r" * (2 * len(models))), ""]
+        out += [f"### {title}", "", table(header, rows, "lr" + "r" * (2 * len(models))), ""]
     out += ["### Most confused digit pairs", "",
             "Images where the model misses one digit and reports another in its place.", ""]
     for m in models:
@@ -118,16 +112,23 @@ def acceleration_section(report):
     cpu = acc["cpu"]
     features = ("not readable here" if cpu["features"] is None else
                 ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in cpu["features"].items()))
-    freq = [f.get("mhz") if f else None for f in (acc["frequency_before"], acc["frequency_after"])]
-    freq_text = ("not exposed by this system" if None in freq else
-                 f"{freq[0]:.0f} MHz before, {freq[1]:.0f} MHz after ({acc['frequency_before']['source']})")
+    timing = report["machine"].get("cpu_frequency_during_timing")
     return ["## Acceleration check", "",
             f"{acc['runtime']['name']} {acc['runtime']['version']}, {acc['threads']} thread(s), "
             f"{acc['runs']} one-image runs per model and setting, interleaved.", "",
-            _table(["model", "format", "p50 µs XNNPACK", "p50 µs no delegate", "speed-up", "XNNPACK partitions",
+            table(["model", "format", "p50 µs XNNPACK", "p50 µs no delegate", "speed-up", "XNNPACK partitions",
                     "status", "why"], rows, "llrrrrll"), "",
             f"- CPU: {cpu['architecture']}, {cpu['userland_bits']}-bit userland; {features}",
-            f"- CPU frequency: {freq_text}" + (f". {acc['frequency_note']}" if acc["frequency_note"] else ""), ""]
+            f"- CPU frequency during the benchmark's timed runs: {_frequency(timing)}",
+            f"- CPU frequency during this check: {_frequency(acc['frequency'])}", ""]
+
+
+def _frequency(record):
+    if not record or None in (record["before"], record["after"]):
+        return "not exposed by this system"
+    text = (f"{record['before']['mhz']:.0f} MHz before, {record['after']['mhz']:.0f} MHz after "
+            f"({record['before']['source']})")
+    return text + (f". **{record['note']}**" if record["note"] else "")
 
 
 def conformance_section(report):
@@ -145,7 +146,7 @@ def conformance_section(report):
              ", ".join(f"#{i}" for i in c["disagreeing_images"][:8])]
             for m in conf["models"] for c in m["comparisons"]]
     return out + [f"Scores compared with {conf['reference']}, image by image (steps: the quantized output's scale).",
-                  "", _table(["model", "runtime", "max abs Δ score", "max steps", "images with other scores",
+                  "", table(["model", "runtime", "max abs Δ score", "max steps", "images with other scores",
                               "digit-set disagreements", "first images"], rows, "llrrrrl"), ""]
 
 

@@ -17,8 +17,11 @@ from click.testing import CliRunner
 from conftest import HAS_TF, REPO
 from edge_runtime.dataset_file import save_labelled_npz
 from edge_runtime.metrics import binarize, evaluate
-from models_for_tests import build_models, find_models, sample_images
+from models_for_tests import build_models, find_models
+from train import dataset
 from train.cli import main
+from train.difficulty import difficulty
+from train.mnist import load_mnist
 
 NUM_TEST = 200
 FAST = ["--runs", "6", "--warmup", "2", "--rounds", "2", "--threads", "1", "--batch", "1,8", "--no-memory"]
@@ -56,9 +59,12 @@ def models(mnist_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def test_npz(mnist_dir, tmp_path_factory):
-    images, labels = sample_images(mnist_dir, num=NUM_TEST, seed=7)
+    """Canvases of 1-3 distinct MNIST test digits, with the difficulty arrays `mnist-edge data` writes."""
+    mnist = load_mnist(mnist_dir)
+    split = dataset.compose(mnist.test_images, mnist.test_labels, NUM_TEST, np.random.default_rng(7),
+                            **dataset.resolve_options(max_digits=3, empty_fraction=0.0, distinct_classes=True))
     path = tmp_path_factory.mktemp("bench_data") / "test.npz"
-    save_labelled_npz(path, images, labels)
+    save_labelled_npz(path, split.images, split.labels, **difficulty(split.layout))
     return path
 
 
@@ -172,7 +178,9 @@ def test_gate_rules():
     assert not gate["passed"] and len(gate["failures"]) == 2
     assert gate["failures"][0].startswith("int8: macro-F1 0.8950 is below")
     assert gate["failures"][1].startswith("int8: digit 9 F1 0.8500 is 0.0500 below float's 0.9000")
-    assert check_gate(report) == {"max_f1_drop": None, "min_macro_f1": None, "passed": True, "failures": []}
+    assert check_gate(report) == {"max_f1_drop": None, "min_macro_f1": None, "on": "point", "passed": True,
+                                  "failures": [], "judged_on": check_gate(report)["judged_on"]}
+    assert "point estimate" in check_gate(report)["judged_on"]
 
 
 def test_gate_fails_for_degraded_model(models, test_npz, tmp_path):
