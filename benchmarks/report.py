@@ -197,7 +197,7 @@ def _closing_sections(report):
     out += [f"![{Path(f).stem}]({f})" for f in plots.get("files", [])]
     out += [plots["note"]] if plots.get("note") else []
     out += ["", "## Machine", ""]
-    out += [f"- {k}: {v}" for k, v in report["machine"].items()]
+    out += [f"- {k}: {v}" for k, v in report["machine"].items() if not isinstance(v, dict)]  # dicts: own sections
     out += ["", "## How it was measured", ""]
     out += [f"- {k}: {v}" for k, v in report["methods"].items()]
     return out
