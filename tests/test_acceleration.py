@@ -6,7 +6,6 @@ venv ai-edge-litert (XNNPACK runs int8: must pass).
 import importlib.util
 import struct
 
-import numpy as np
 import pytest
 
 from benchmarks import acceleration

@@ -3,7 +3,6 @@ import importlib.util
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from benchmarks.conformance import conformance, parse_runtimes
