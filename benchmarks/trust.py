@@ -25,7 +25,8 @@ def add_trust(report, models, data, images, labels, scores, thresholds, runtime,
     entries = report["models"]
     preds = [binarize(s, t) for s, t in zip(scores, thresholds)]
     bootstrap = {**paired.BOOTSTRAP, **(bootstrap or {})}
-    say(f"paired statistics: {bootstrap['resamples']} bootstrap resamples, McNemar, flips")
+    if len(entries) > 1:
+        say(f"paired statistics: {bootstrap['resamples']} bootstrap resamples, McNemar, flips")
     for i, entry in enumerate(entries):
         entry["paired"] = None if i == 0 else paired.compare(labels, preds[0], preds[i], **bootstrap)
     found = load_difficulty(data, len(images))

@@ -57,7 +57,8 @@ GEOMETRY = ("canvas", "min_digits", "max_digits", "empty_fraction", "max_overlap
 def data_command(ctx, out_dir, n_train, n_val, n_test, class_prior, seed, mnist_path, preset, **geometry):
     """Compose the multi-label MNIST data set into OUT_DIR.
 
-    Writes train.npz, val.npz and test.npz (images uint8 (N,H,W), labels uint8 (N,10) multi-hot),
+    Writes train.npz, val.npz and test.npz (images uint8 (N,H,W), labels uint8 (N,10) multi-hot,
+    and per image digits_per_image and max_overlap, which bench breaks results down by),
     dataset.json (parameters, per-class counts, digit-count histograms) and preview.png.
 
     \b
