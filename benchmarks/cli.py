@@ -68,8 +68,8 @@ def _runtimes(ctx, param, value):
               help="Seed of the bootstrap resampling.")
 @click.option("--runtimes", callback=_runtimes, default=None, metavar="NAME[=PYTHON],...",
               help="Also score every model under each of these interpreters and compare them image by image, "
-                   "e.g. ai_edge_litert,tensorflow; NAME=PYTHON runs one with another venv's Python "
-                   "(tflite_runtime=/path/to/venv/bin/python).")
+                   "e.g. ai_edge_litert,tensorflow; NAME:reference turns its XNNPACK off; NAME=PYTHON runs one "
+                   "with another venv's Python (tflite_runtime=/path/to/venv/bin/python).")
 def bench_command(models, data, runs, warmup, rounds, threads, batches, runtime, no_xnnpack, no_memory, out,
                   max_f1_drop, min_macro_f1, gate_on, resamples, seed, runtimes):
     """Benchmark MODEL.tflite files side by side: latency, throughput, memory, size, per-digit F1.

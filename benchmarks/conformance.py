@@ -5,6 +5,8 @@ reference kernels; a release should know by how much, and whether any image's di
 tflite-runtime needs numpy < 2 and ai-edge-litert works with numpy 2, so they rarely share a venv:
 a runtime given as ``NAME=PYTHON`` is run by that Python in a child process (its own venv), one
 given by name alone must be importable here, and the report says which were not available.
+``NAME:reference`` runs that interpreter without its default delegates (XNNPACK), which tells
+whether a difference comes from XNNPACK's kernels or from the interpreter's own.
 """
 import json
 import os
@@ -22,27 +24,33 @@ from edge_runtime.interpreter import RUNTIMES, import_runtime
 from edge_runtime.metrics import binarize
 
 LISTED_IMAGES = 20  # disagreeing image indices kept per model and runtime (the count is complete)
+REFERENCE = "reference"  # NAME:reference = the interpreter without its default delegates
 
 
 def parse_runtimes(text):
-    """'ai_edge_litert,tflite_runtime=/venv/bin/python' -> [(name, python or None)], names checked."""
+    """'ai_edge_litert,tflite_runtime=/venv/bin/python' -> [(name, python or None)], names checked.
+
+    A name may end in ':reference' (no XNNPACK)."""
     specs = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
         name, _, python = item.partition("=")
-        if name not in RUNTIMES:
-            raise MnistEdgeError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)} "
-                                 "(NAME=PYTHON runs it with another venv's Python)")
+        runtime, _, variant = name.partition(":")
+        if runtime not in RUNTIMES or variant not in ("", REFERENCE):
+            raise MnistEdgeError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}, optionally with "
+                                 f":{REFERENCE} (no XNNPACK) or =PYTHON (another venv's Python)")
         specs.append((name, python or None))
     if len(specs) < 2:
         raise MnistEdgeError("needs at least two runtimes to compare, e.g. ai_edge_litert,tensorflow")
     return specs
 
 
-def score_all(models, images, runtime, threads=1):
-    """Scores of every model under ``runtime`` and the runtime's version."""
-    clfs = [Classifier(str(m), num_threads=threads, runtime=runtime) for m in models]
+def score_all(models, images, name, threads=1):
+    """Scores of every model under the runtime ``name`` (NAME or NAME:reference) and the runtime's version."""
+    runtime, _, variant = name.partition(":")
+    clfs = [Classifier(str(m), num_threads=threads, runtime=runtime, use_xnnpack=variant != REFERENCE)
+            for m in models]
     return [c.scores(images) for c in clfs], clfs[0].runtime_version
 
 
@@ -84,7 +92,7 @@ def _score_in(python, models, data, runtime, threads):
 
 def _available_here(name):
     try:
-        import_runtime(name)
+        import_runtime(name.partition(":")[0])
         return None
     except MnistEdgeError:
         return f"not installed in this Python ({sys.executable}); give {name}=PYTHON to use another venv's"

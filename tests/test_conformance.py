@@ -79,3 +79,19 @@ def test_other_venv_in_a_child_process(models, data):  # noqa: F811
     assert c["max_steps"] >= 0 and len(c["disagreeing_images"]) == min(c["digit_set_disagreements"], 20)
     broken = conformance([models["int8"]], path, images, parse_runtimes("ai_edge_litert,tflite_runtime=/nonexistent/python"))
     assert broken["runtimes"][1]["note"].startswith("failed: cannot run /nonexistent/python")
+
+
+def test_interpreter_against_its_own_reference_kernels(models, data):  # noqa: F811
+    """NAME:reference turns XNNPACK off. tflite-runtime 2.14 has no int8 XNNPACK kernels, so its int8
+    scores cannot change; ai-edge-litert's XNNPACK int8 kernels may round differently."""
+    here = next(n for n in ("tflite_runtime", "ai_edge_litert") if importlib.util.find_spec(n))
+    path, images = data
+    result = conformance([models["float32"], models["int8"]], path, images,
+                         parse_runtimes(f"{here},{here}:reference"))
+    assert [r["name"] for r in result["runtimes"]] == [here, f"{here}:reference"]
+    float32, int8 = (m["comparisons"][0] for m in result["models"])
+    assert float32["max_abs_diff"] < 1e-5
+    if here == "tflite_runtime":
+        assert int8["max_steps"] == 0 and int8["images_with_different_scores"] == 0
+    with pytest.raises(MnistEdgeError, match="optionally with :reference"):
+        parse_runtimes(f"{here},{here}:fast")
