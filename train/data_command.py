@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edge_runtime.cli_options import ScaleRange, comma_list
+from edge_runtime.output_folder import claim_output
 from train.dataset import DEFAULTS, DIGIT, PRESETS, SPLIT_SIZES
 from train.dataset_folder import write_dataset
 
@@ -71,7 +72,8 @@ def data_command(ctx, out_dir, n_train, n_val, n_test, class_prior, seed, mnist_
         if given:
             raise click.UsageError(f"--preset {preset} sets the canvas and digit options itself; drop {', '.join(given)}")
         geometry = {}
-    write_dataset(out_dir, sizes={"train": n_train, "val": n_val, "test": n_test}, seed=seed, preset=preset,
-                  mnist_path=mnist_path, log=lambda line: click.echo(line, err=True),
-                  class_prior=class_prior, **geometry)
+    with claim_output(out_dir, "OUT_DIR"):
+        write_dataset(out_dir, sizes={"train": n_train, "val": n_val, "test": n_test}, seed=seed, preset=preset,
+                      mnist_path=mnist_path, log=lambda line: click.echo(line, err=True),
+                      class_prior=class_prior, **geometry)
     click.echo(f"Wrote {out_dir}/{{train,val,test}}.npz, dataset.json and preview.png")
