@@ -4,7 +4,7 @@ from pathlib import Path
 import click
 
 from edge_runtime.cli_options import comma_list
-from edge_runtime.output_folder import check_output_folder, claim_output
+from edge_runtime.output_folder import check_output_folder
 
 from .tensorflow_env import require_tensorflow
 from .tflite import CALIB_SAMPLES, DEFAULT_FORMATS, FORMATS, SEED, VERIFY_SAMPLES, convert
@@ -45,8 +45,7 @@ def convert_command(source, out, formats, calib, calib_samples, val, verify_samp
     Each file is checked (ops, integer-only, agreement with Keras); only when every format passes
     do they replace the older files, together; a check that fails exits non-zero and says why.
     """
-    check_output_folder(out)
+    check_output_folder(out)  # before loading anything; convert() locks it while it writes
     require_tensorflow("convert")
-    with claim_output(out):
-        convert(source, out, formats=formats, calib=calib, calib_samples=calib_samples, val=val,
-                verify_samples=verify_samples, seed=seed)
+    convert(source, out, formats=formats, calib=calib, calib_samples=calib_samples, val=val,
+            verify_samples=verify_samples, seed=seed)

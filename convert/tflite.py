@@ -28,6 +28,7 @@ from edge_runtime.dataset_file import load_labelled_npz
 from edge_runtime.errors import MnistEdgeError, first_line
 from edge_runtime.file_set import staged_set
 from edge_runtime.files import TEMP_TAG
+from edge_runtime.output_folder import claim_output
 from edge_runtime.metadata import read_metadata
 from edge_runtime.metrics import DEFAULT_THRESHOLD, tune_thresholds
 from edge_runtime.model_contract import NUM_CLASSES, PREPROCESSING, to_model_input
@@ -80,7 +81,7 @@ def convert(source, out_dir, formats=DEFAULT_FORMATS, calib=None, calib_samples=
         base_int8 = {**base, "calibration": {"file": calib.name, "samples": len(calib_images), "seed": seed}}
 
     reports, failures = [], []
-    with staged_set(out_dir) as stage:
+    with claim_output(out_dir), staged_set(out_dir) as stage:  # one convert per folder; all files or none
         # Beside the output (named as our temp files), so a kill leaves nothing in /tmp for ever.
         with tempfile.TemporaryDirectory(prefix=f".savedmodel{TEMP_TAG}", dir=out_dir) as saved_model:
             export_saved_model(model, saved_model)

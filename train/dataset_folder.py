@@ -17,6 +17,7 @@ from edge_runtime.errors import MnistEdgeError
 from edge_runtime.file_set import MANIFEST, MANIFEST_KEY, check_complete, sha256_file, staged_set
 from edge_runtime.files import atomic_path, write_text_atomic
 from edge_runtime.model_contract import NUM_CLASSES
+from edge_runtime.output_folder import claim_output
 from train.dataset import (VAL_SOURCE_FRACTION, EpochComposer, compose_splits, digit_sources, mnist_digest,
                            resolve_options, source_pools)
 from train.mnist import load_mnist
@@ -59,7 +60,7 @@ def write_dataset(out_dir, sizes=None, seed=0, preset=None, mnist_path=None, log
                         mnist_path=str(Path(mnist_path).resolve()) if mnist_path else None)
     preview = None
     start = time.perf_counter()
-    with staged_set(out_dir) as stage:
+    with claim_output(out_dir, "OUT_DIR"), staged_set(out_dir) as stage:  # one writer; all files or none
         for name, split in compose_splits(mnist, sizes, seed, **options):
             save_labelled_npz(stage / f"{name}.npz", split.images, split.labels)
             info["splits"][name] = describe_split(name, split, options["max_digits"])
