@@ -292,3 +292,51 @@ def test_test_split_is_refused_for_calibration_and_tuning(run_dir, data_dir, tmp
 def test_convert_command_imports_no_tensorflow():
     code = "import sys, convert.cli; assert not any(m.startswith(('tensorflow', 'keras')) for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_int8_failing_after_float32_publishes_no_mixed_set(tmp_path, run_dir, data_dir):
+    """float32 passes; int8, calibrated on dimmed images, fails: neither may replace the previous pair."""
+    from edge_runtime.dataset_file import save_labelled_npz
+
+    images, labels = load_labelled_npz(data_dir / "val.npz")
+    save_labelled_npz(tmp_path / "dim.npz", images // 4, labels)
+    out = tmp_path / "out"
+    out.mkdir()
+    for fmt in ("float32", "int8"):
+        (out / f"model_{fmt}.tflite").write_bytes(f"the previous {fmt} file".encode())
+    result = cli(run_dir, "--out", out, "--formats", "float32,int8", "--calib", tmp_path / "dim.npz")
+    assert result.exit_code == 1
+    assert next(line for line in result.output.splitlines() if line.startswith("float32 ")).endswith(
+        f"ok -> {out / 'model_float32.tflite'}")
+    assert "int8: input quantization scale" in result.output and f"no file written: {out} was left as it was" in result.output
+    for fmt in ("float32", "int8"):
+        assert (out / f"model_{fmt}.tflite").read_bytes() == f"the previous {fmt} file".encode()
+    assert sorted(p.name for p in out.iterdir()) == [".mnist-edge.lock", "model_float32.tflite", "model_int8.tflite"]
+
+
+def test_exact_float32_passes_with_scores_sitting_on_the_thresholds(run_dir, data_dir, tmp_path):
+    """Thresholds equal to Keras scores that the float32 file computes 1 ulp lower flip those images'
+    digit sets although the file is exact: float32 is judged on |dp|, not on identical sets."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = tmp_path / "first"
+    assert cli(run_dir, "--out", out, "--formats", "float32").exit_code == 0
+    images = load_labelled_npz(data_dir / "val.npz")[0]
+    import keras
+
+    keras_p = keras.saving.load_model(run_dir / "model.keras", compile=False).predict(
+        images[..., None] / np.float32(255), verbose=0, batch_size=256)
+    lite_p = run_interpreter(Interpreter(model_path=str(out / "model_float32.tflite")), images)
+    thresholds, flipped = [], 0
+    for digit in range(10):
+        lower = np.flatnonzero(lite_p[:, digit] < keras_p[:, digit])
+        thresholds.append(float(keras_p[lower[0], digit]) if len(lower) else 0.5)
+        flipped += bool(len(lower))
+    assert flipped >= 2  # >= 2 of 500 images change their digit set: identical sets <= 99.6% < 99.9%
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    weak = save_run(tmp_path / "weak", keras.saving.load_model(run_dir / "model.keras"), data_dir, thresholds)
+    result = cli(weak, "--out", tmp_path / "second", "--formats", "float32")
+    assert result.exit_code == 0, result.output
+    agreement = read_metadata(tmp_path / "second" / "model_float32.tflite")["verification"]["agreement"]
+    assert agreement["identical_sets"] < 0.999 and agreement["max_abs_diff"] < 1e-5
+    assert meta["thresholds"] != thresholds
