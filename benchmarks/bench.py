@@ -162,7 +162,7 @@ def mixed_sources(models):
     sources = {}
     for path in models:
         check_complete(Path(path).parent, "model set")
-        if not Path(path).is_file():
+        if not os.path.isfile(path):
             continue  # the Classifier says what is wrong with it
         digest = (read_metadata(path) or {}).get("source_model_sha256")
         if digest:

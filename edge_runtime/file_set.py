@@ -56,8 +56,7 @@ def _publish(stage, folder):
 
 def check_complete(folder, what="folder"):
     """Refuse a folder whose last publication was cut off (its files may come from two runs)."""
-    marker = Path(folder) / PUBLISHING
-    if marker.exists():
+    if os.path.lexists(Path(folder) / PUBLISHING):  # never raises: an unreadable folder is reported by its reader
         raise MnistEdgeError(f"{folder}: an mnist-edge process stopped while replacing the files of this {what}, "
                              f"so they may come from two different runs; run the command that wrote it again")
 

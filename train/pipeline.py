@@ -25,7 +25,7 @@ from convert.cli import convert_command
 from edge_runtime.cli_options import FiniteFloatRange
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.file_set import staged_set
-from edge_runtime.files import write_text_atomic
+from edge_runtime.files import write_bytes_atomic, write_text_atomic
 from edge_runtime.output_folder import claim_output
 from train.data_command import data_command
 from train.train_command import train_command
@@ -149,7 +149,7 @@ def _run_stage(ctx, stage, out, dirs, seed, given, bench, max_f1_drop, restart):
         models = [dirs["models"] / f"model_{f}.tflite" for f in SHIPPED_FORMATS]
         ctx.invoke(bench_command, models=models, data=dirs["data"] / "test.npz", out=dirs["bench"],
                    max_f1_drop=max_f1_drop, **bench)
-        shutil.copyfile(dirs["bench"] / "report.md", out / "report.md")
+        write_bytes_atomic(out / "report.md", (dirs["bench"] / "report.md").read_bytes())
 
 
 def _ship(models_dir, bench_dir):
