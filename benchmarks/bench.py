@@ -170,7 +170,8 @@ def mixed_sources(models):
     if len(sources) < 2:
         return None
     groups = "; ".join(f"{', '.join(names)} from {digest[:12]}" for digest, names in sources.items())
-    return f"the models come from different trained models ({groups}), so their F1 differences measure training, not conversion"
+    return (f"the models come from different trained models ({groups}), so their F1 differences measure "
+            "training, not conversion")
 
 
 def display_names(paths):

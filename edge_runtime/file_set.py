@@ -83,4 +83,4 @@ def check_listed(path):
     expected = listed.get(path.name) if isinstance(listed, dict) else None
     if expected and sha256_file(path) != expected:
         raise MnistEdgeError(f"{path}: not the file {path.parent / MANIFEST} lists (other SHA-256): it comes from "
-                             f"another composition than the rest of the set; write the set again with `mnist-edge data`")
+                             "another composition than the rest of the set; write the set again with `mnist-edge data`")
