@@ -214,3 +214,18 @@ def test_float32_fidelity_is_judged_on_the_scores():
     assert problems("float32", structure, wrong) == ["max abs diff 0.003 is beyond the float32 bound 0.0001"]
     nan = {**exact, "mean_abs_diff": float("nan")}
     assert problems("float32", structure, nan)  # NaN fails every bound
+
+
+def test_ship_refuses_models_below_the_bar_and_leaves_the_shipped_ones(tmp_path):
+    import edge_runtime
+    from train.pipeline import _ship
+
+    shipped = Path(edge_runtime.__file__).parent / "models"
+    before = {p.name: p.read_bytes() for p in shipped.glob("*.tflite")}
+    (tmp_path / "bench").mkdir()
+    report = {"models": [{"format": "float32", "macro_f1": 0.9851}, {"format": "int8", "macro_f1": 0.6204}]}
+    (tmp_path / "bench" / "report.json").write_text(json.dumps(report))
+    with pytest.raises(MnistEdgeError, match=r"not shipped: test macro-F1 int8 0.6204 is below the shipped models' "
+                                             r"bar 0.98; the package's default models were left as they were"):
+        _ship(tmp_path / "models", tmp_path / "bench")
+    assert {p.name: p.read_bytes() for p in shipped.glob("*.tflite")} == before
