@@ -18,6 +18,8 @@ import numpy as np
 from edge_runtime import Classifier, __version__
 from edge_runtime.dataset_file import load_labelled_npz
 from edge_runtime.errors import MnistEdgeError
+from edge_runtime.file_set import check_complete
+from edge_runtime.metadata import read_metadata
 from edge_runtime.metrics import evaluate
 
 from .acceleration import cpu_frequency_mhz, frequency_record
@@ -130,6 +132,7 @@ def _score_models(models, images, labels, data, settings, load, say):
             name=names[i], path=str(path), format=clf.model_format, size_bytes=path.stat().st_size,
             runtime={"name": clf.runtime_name, "version": clf.runtime_version},
             threads=threads[0], xnnpack=settings["xnnpack"], thresholds=[float(t) for t in clf.thresholds],
+            source_model_sha256=clf.metadata.get("source_model_sha256"),
             **quality))
         for t in threads:
             clfs[i, t] = clf if t == threads[0] else load(path, t)
@@ -160,6 +163,27 @@ def _add_deltas(entries, settings):
         entry["delta_f1"] = None if i == 0 else [a - b for a, b in zip(f1, base)]
         entry["delta_macro_f1"] = None if i == 0 else entry["macro_f1"] - entries[0]["macro_f1"]
         entry["settings"] = settings
+
+
+def mixed_sources(models):
+    """None when the models come from one trained model (or cannot tell: no metadata), else a sentence
+    naming which come from which source model (the ``source_model_sha256`` convert embeds).
+
+    Also refuses a folder whose last publication was cut off: its files may come from two runs.
+    """
+    sources = {}
+    for path in models:
+        check_complete(Path(path).parent, "model set")
+        if not os.path.isfile(path):
+            continue  # the Classifier says what is wrong with it
+        digest = (read_metadata(path) or {}).get("source_model_sha256")
+        if digest:
+            sources.setdefault(digest, []).append(Path(path).name)
+    if len(sources) < 2:
+        return None
+    groups = "; ".join(f"{', '.join(names)} from {digest[:12]}" for digest, names in sources.items())
+    return (f"the models come from different trained models ({groups}), so their F1 differences measure "
+            "training, not conversion")
 
 
 def display_names(paths):

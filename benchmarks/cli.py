@@ -6,9 +6,11 @@ import click
 
 from edge_runtime.cli_options import comma_list
 from edge_runtime.errors import MnistEdgeError
+from edge_runtime.file_set import staged_set
 from edge_runtime.interpreter import RUNTIMES
+from edge_runtime.output_folder import check_output_folder, claim_output
 
-from .bench import DEFAULTS, run_benchmark
+from .bench import DEFAULTS, mixed_sources, run_benchmark
 from .conformance import parse_runtimes
 from .gate import GATE_ON, GateFailed, check_gate
 from .paired import BOOTSTRAP
@@ -75,7 +77,9 @@ def bench_command(models, data, runs, warmup, rounds, threads, batches, runtime,
     """Benchmark MODEL.tflite files side by side: latency, throughput, memory, size, per-digit F1.
 
     The first model is the baseline (usually model_float32.tflite) that ΔF1 is measured against.
-    Progress goes to stderr, the summary table to stdout. The reports are always written; then, if
+    Progress goes to stderr, the summary table to stdout. Models converted from different trained
+    models get a warning (a comparison of trainings, not of conversions), and with a release gate
+    they are refused. The reports are always written; then, if
     the release gate (--max-f1-drop / --min-macro-f1) fails, the command names each model and digit
     that fell short and exits with status 3 (1: bad input, 2: bad arguments). Every report also holds
     paired statistics (ΔF1 intervals, McNemar), results by difficulty, and an acceleration check.
@@ -86,14 +90,23 @@ def bench_command(models, data, runs, warmup, rounds, threads, batches, runtime,
           --max-f1-drop 0.01 --gate-on ci --out bench_report
     """
     out = out or Path(time.strftime("bench-%Y%m%d-%H%M%S", time.gmtime()))
+    check_output_folder(out)  # before the run; the lock is taken to write the reports
+    gated = max_f1_drop is not None or min_macro_f1 is not None
+    mixed = mixed_sources(models)
+    if mixed and gated:  # a gate on such a pair would pass or fail on the wrong question
+        raise MnistEdgeError(f"{mixed}; the release gate compares a conversion with its own source: "
+                             "benchmark files from one `mnist-edge convert` run")
+    if mixed:
+        click.echo(f"Warning: {mixed}.", err=True)
     result = run_benchmark(models, data, runs=runs, warmup=warmup, threads=threads, batches=batches,
                            rounds=rounds, runtime=runtime, use_xnnpack=not no_xnnpack, memory=not no_memory,
                            bootstrap={"resamples": resamples, "seed": seed}, runtimes=runtimes,
                            progress=lambda message: click.echo(message, err=True))
     gate = None
-    if max_f1_drop is not None or min_macro_f1 is not None:
+    if gated:
         gate = result.report["gate"] = check_gate(result.report, max_f1_drop, min_macro_f1, on=gate_on)
-    write_reports(result, out)
+    with claim_output(out), staged_set(out) as stage:  # every report of this run, or none
+        write_reports(result, stage)
     click.echo(summary_table(result.report))
     note = result.report["plots"]["note"]
     if note:

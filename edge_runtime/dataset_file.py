@@ -10,6 +10,7 @@ import zipfile
 import numpy as np
 
 from .errors import MnistEdgeError
+from .file_set import check_listed
 from .files import atomic_path
 from .model_contract import NUM_CLASSES
 
@@ -64,7 +65,12 @@ def load_difficulty(path, num_images):
 
 
 def load_labelled_npz(path, require_labels=True):
-    """Read and validate a data set file; every problem becomes a one-line MnistEdgeError."""
+    """Read and validate a data set file; every problem becomes a one-line MnistEdgeError.
+
+    A file listed in a ``dataset.json`` beside it must be the listed one (edge_runtime.file_set).
+    """
+    with npz_errors(path):
+        check_listed(path)
     with npz_errors(path), np.load(path, allow_pickle=False) as npz:
         keys = set(npz.files)
         if "images" not in keys:

@@ -292,3 +292,24 @@ def test_runs_in_edge_venv_without_tensorflow(models, test_npz, tmp_path):
     assert [m["format"] for m in report["models"]] == ["float32", "int8"]
     assert all(m["peak_rss_mb"] > 0 for m in report["models"])
     assert (out / "report.md").is_file() and (out / "report.csv").is_file()
+
+
+def test_models_from_different_source_models(models, test_npz, tmp_path):
+    """A float32 and an int8 of two different trainings: the gate is refused up front, a plain
+    comparison runs with a warning."""
+    pytest.importorskip("ai_edge_litert")
+    from convert.embed import embed_metadata
+
+    pair = []
+    for fmt, source in (("float32", "a" * 64), ("int8", "b" * 64)):
+        pair.append(tmp_path / f"model_{fmt}.tflite")
+        pair[-1].write_bytes(embed_metadata(models[fmt].read_bytes(), {"format": fmt, "source_model_sha256": source}))
+    gated = bench(*pair, "--data", test_npz, *FAST, "--out", tmp_path / "gated", "--max-f1-drop", "0.5")
+    assert gated.exit_code == 1 and not (tmp_path / "gated").exists()
+    assert gated.output.startswith("Error: the models come from different trained models (model_float32.tflite "
+                                   "from aaaaaaaaaaaa; model_int8.tflite from bbbbbbbbbbbb)"), gated.output
+    plain = bench(*pair, "--data", test_npz, *FAST, "--out", tmp_path / "plain")
+    assert plain.exit_code == 0, plain.output
+    assert "Warning: the models come from different trained models" in plain.output
+    report = json.loads((tmp_path / "plain" / "report.json").read_text())
+    assert [m["source_model_sha256"][0] for m in report["models"]] == ["a", "b"]

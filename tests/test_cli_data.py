@@ -32,7 +32,7 @@ def test_writes_the_data_set(mnist_dir, tmp_path):
     out = tmp_path / "new" / "data"  # created if missing
     result = run(out, *SMALL, "--mnist", mnist_dir, "--seed", 3)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "preview.png", "test.npz", "train.npz", "val.npz"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["dataset.json", "preview.png", "test.npz", "train.npz", "val.npz"]
     info = json.loads((out / "dataset.json").read_text())
     assert info["toolkit_version"] == __version__ and info["seed"] == 3 and info["preset"] is None
     assert info["parameters"]["canvas"] == 64 and info["parameters"]["max_overlap"] == 0.25

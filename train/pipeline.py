@@ -22,8 +22,11 @@ import click
 
 from benchmarks.cli import bench_command
 from convert.cli import convert_command
+from edge_runtime.cli_options import FiniteFloatRange
 from edge_runtime.errors import MnistEdgeError
-from edge_runtime.files import atomic_path, write_text_atomic
+from edge_runtime.file_set import staged_set
+from edge_runtime.files import write_bytes_atomic, write_text_atomic
+from edge_runtime.output_folder import claim_output
 from train.data_command import data_command
 from train.train_command import train_command
 
@@ -33,6 +36,7 @@ DATA_OPTIONS = ("n_train", "n_val", "n_test", "canvas", "min_digits", "max_digit
                 "max_overlap", "class_prior", "mnist_path", "preset")
 TRAIN_OPTIONS = ("arch", "epochs", "batch_size", "lr", "pos_weight", "patience")
 SHIPPED_FORMATS = ("float32", "int8")
+SHIP_MIN_MACRO_F1 = 0.98  # --ship: each model's test macro-F1 must reach this (the shipped models' bar)
 # --quick: a smoke run of the whole chain on a small subset (~3 minutes on 2 cores); an explicit option still wins.
 QUICK = dict(n_train=6000, n_val=1000, n_test=1000, epochs=10, runs=50, warmup=10, threads=(1,), batches=(1, 32))
 SMOKE_NOTE = ("--quick is a smoke run of the chain (6,000 training images, 10 short epochs): its model is not "
@@ -55,10 +59,11 @@ def _borrow(command, names):
               help="Seed for the data set, the weights and the data order.")
 @click.option("--redo", type=click.Choice(STAGES + ("all",)), multiple=True,
               help="Run this stage again even if it finished (later stages follow). Repeatable.")
-@click.option("--max-f1-drop", type=click.FloatRange(min=0), default=None,
+@click.option("--max-f1-drop", type=FiniteFloatRange(min=0), default=None,
               help="Release gate passed to bench: fail if int8 loses more F1 than this on any digit.")
 @click.option("--ship", is_flag=True,
-              help="Copy the float32 and int8 models into edge_runtime/models/, the defaults `infer` uses.")
+              help=f"Copy the float32 and int8 models into edge_runtime/models/, the defaults `infer` uses, if "
+                   f"both reach test macro-F1 {SHIP_MIN_MACRO_F1} (so not with --quick).")
 @click.pass_context
 def pipeline_command(ctx, out, quick, seed, redo, max_f1_drop, ship, **given):
     """From MNIST to a benchmarked int8 model: data, train, convert, bench.
@@ -72,6 +77,15 @@ def pipeline_command(ctx, out, quick, seed, redo, max_f1_drop, ship, **given):
       mnist-edge pipeline --out runs/quick --quick
       mnist-edge pipeline --out runs/default --ship     # regenerates the shipped default models
     """
+    if ship and quick:
+        raise click.UsageError(f"--ship replaces the package's default models, which must reach test macro-F1 "
+                               f"{SHIP_MIN_MACRO_F1}; a --quick run cannot, drop --quick")
+    with claim_output(out):
+        _pipeline(ctx, out, quick, seed, redo, max_f1_drop, ship, given)
+
+
+def _pipeline(ctx, out, quick, seed, redo, max_f1_drop, ship, given):
+    """The pipeline's work, with OUT checked and locked."""
     def explicit(name):
         return ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
 
@@ -82,7 +96,6 @@ def pipeline_command(ctx, out, quick, seed, redo, max_f1_drop, ship, **given):
     options = {"seed": seed, "quick": quick, **{k: _jsonable(v) for k, v in given.items()}}
     dirs = {"data": out / "data", "run": out / "run", "models": out / "models", "bench": out / "bench"}
 
-    out.mkdir(parents=True, exist_ok=True)
     state_path = out / "pipeline.json"
     state = _read_state(state_path)
     redo = set(STAGES) if "all" in redo else set(redo)
@@ -114,7 +127,7 @@ def pipeline_command(ctx, out, quick, seed, redo, max_f1_drop, ship, **given):
         save()
         rerun = True
     if ship:
-        _ship(dirs["models"])
+        _ship(dirs["models"], dirs["bench"])
     if quick:
         _mark_smoke_run(out / "report.md")
     click.echo(f"Pipeline finished: {out / 'report.md'}" + (f" ({SMOKE_NOTE})" if quick else ""), err=True)
@@ -150,19 +163,31 @@ def _run_stage(ctx, stage, out, dirs, seed, given, bench, max_f1_drop, restart):
         models = [dirs["models"] / f"model_{f}.tflite" for f in SHIPPED_FORMATS]
         ctx.invoke(bench_command, models=models, data=dirs["data"] / "test.npz", out=dirs["bench"],
                    max_f1_drop=max_f1_drop, **bench)
-        shutil.copyfile(dirs["bench"] / "report.md", out / "report.md")
+        write_bytes_atomic(out / "report.md", (dirs["bench"] / "report.md").read_bytes())
 
 
-def _ship(models_dir):
-    """Install the pipeline's models as the package's defaults (what `infer` uses without --model)."""
+def _ship(models_dir, bench_dir):
+    """Install the pipeline's models as the package's defaults (what `infer` uses without --model),
+    both or neither, and only if each reaches the quality bar on the test set."""
     import edge_runtime
 
+    try:
+        report = json.loads((bench_dir / "report.json").read_text(encoding="utf-8"))
+        scores = {m["format"]: float(m["macro_f1"]) for m in report["models"]}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise MnistEdgeError(f"{bench_dir / 'report.json'}: unreadable benchmark report ({e}); "
+                             f"add --redo bench") from None
+    short = [f"{fmt} {scores.get(fmt, float('nan')):.4f}" for fmt in SHIPPED_FORMATS
+             if not scores.get(fmt, 0) >= SHIP_MIN_MACRO_F1]
+    if short:
+        raise MnistEdgeError(f"not shipped: test macro-F1 {', '.join(short)} is below the shipped models' bar "
+                             f"{SHIP_MIN_MACRO_F1}; the package's default models were left as they were")
     target = Path(edge_runtime.__file__).parent / "models"
+    with claim_output(target, "the package's models folder"), staged_set(target) as stage:
+        for fmt in SHIPPED_FORMATS:
+            shutil.copyfile(models_dir / f"model_{fmt}.tflite", stage / f"model_{fmt}.tflite")
     for fmt in SHIPPED_FORMATS:
-        name = f"model_{fmt}.tflite"
-        with atomic_path(target / name) as tmp:
-            shutil.copyfile(models_dir / name, tmp)
-        click.echo(f"shipped {target / name}", err=True)
+        click.echo(f"shipped {target / f'model_{fmt}.tflite'}", err=True)
 
 
 def _read_state(path):

@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 
 from convert.tensorflow_env import require_tensorflow
-from edge_runtime.cli_options import ScaleRange
+from edge_runtime.cli_options import FiniteFloatRange, ScaleRange
 from edge_runtime.errors import MnistEdgeError
+from edge_runtime.output_folder import check_output_folder, claim_output
 from train.dataset_folder import fresh_images, load_data
 from train.options import ARCHS, COMPOSE_MODES, DEFAULTS, RESUMABLE
 from train.run_folder import HISTORY_FILE, METADATA_FILE, MODEL_FILE, read_state
@@ -74,7 +75,7 @@ def print_report(meta):
               help="Epochs to train; the learning rate decays over them, and early stopping may end sooner.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS["batch_size"], show_default=True,
               help="Images per step (global: split across replicas with --strategy mirrored).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS["lr"], show_default=True,
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=DEFAULTS["lr"], show_default=True,
               help="Adam's peak learning rate, cosine-decayed to 1% of it over --epochs.")
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS["seed"], show_default=True,
               help="Seed for weight initialisation and the data order of every epoch.")
@@ -115,6 +116,7 @@ def train_command(ctx, data, mnist, out, resume, **given):
     given.update(data=str(data.resolve()) if data else None, mnist=mnist)
     if data is not None and mnist is not None:
         raise click.UsageError("give --data DIR or --mnist, not both")
+    check_output_folder(out)  # before an hour of training; locked once the inputs are known to be good
     options = _resolve_options(ctx, out, resume, given)
     if options is None:
         return
@@ -129,7 +131,8 @@ def train_command(ctx, data, mnist, out, resume, **given):
     from train import trainer
 
     try:
-        meta = trainer.train(out, options, splits, info, composer, state=read_state(out), log=click.echo)
+        with claim_output(out):
+            meta = trainer.train(out, options, splits, info, composer, state=read_state(out), log=click.echo)
     except KeyboardInterrupt:
         raise MnistEdgeError(f"interrupted; continue with: mnist-edge train --out {out} --resume") from None
     print_report(meta)

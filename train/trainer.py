@@ -209,7 +209,9 @@ def load_weights(path):
 class EpochCheckpoint(keras.callbacks.Callback):
     """Early stopping plus the per-epoch checkpoint, committed together (see module doc).
 
-    "Best" is the highest validation macro-F1 (ties: the lower validation loss). Not the loss
+    "Best" is the highest validation macro-F1 (ties: the lower validation loss), among epochs whose
+    figures are all finite: NaN weights still score a macro-F1 (every prediction negative), so a
+    diverged epoch once became "best"; now it ends training with a one-line error. Not the loss
     alone: past a few epochs the loss creeps up as the model grows confident on its few mistakes
     while F1 still improves (seen on the default run: loss best at epoch 7, F1 at the last).
     """
@@ -227,12 +229,16 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         s, done = self.state, epoch + 1
+        if not all(math.isfinite(float(v)) for v in logs.values()):
+            # Diverged: commit nothing (--resume restarts from the last finite epoch) and stop.
+            raise MnistEdgeError(f"training diverged in epoch {done} (loss {float(logs['loss']):g}, val_loss "
+                                 f"{float(logs['val_loss']):g}); try a lower --lr than {s['options']['lr']:g}")
         seconds = time.perf_counter() - self.epoch_start
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         s["history"].append({"epoch": done, **{k: float(v) for k, v in logs.items()},
                              "learning_rate": lr, "seconds": round(seconds, 3)})
         score = [float(logs["val_macro_f1"]), -float(logs["val_loss"])]
-        if score > s["best"]:  # False for NaN
+        if score > s["best"]:
             s.update(best=score, best_epoch=done, wait=0,
                      best_weights=f"best-{done:03d}.npz")
             save_weights(self.folder / s["best_weights"], self.model.get_weights())
