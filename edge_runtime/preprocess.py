@@ -1,0 +1,200 @@
+"""prepare(): any grayscale picture -> the model's input: light digits at MNIST scale on black.
+
+The models are trained on MNIST digits (each size-normalised into a 20x20 ink box) pasted on a
+black canvas, with supported digit heights DIGIT_HEIGHTS. A picture gets there in three steps:
+
+1. Background: strip a 1-3 px frame (a scanner edge or drawn border) that differs from the paper,
+   decide the polarity from which side of the paper level the ink lies (not from the border, which
+   a frame fools), map the paper level to 0 and stretch faint ink so strong strokes reach 255. A
+   picture without ink (contrast below MIN_CONTRAST: blank pages, a 1x1 image) becomes all black.
+2. Scale: the digits' ink height is the median height of the connected ink components (specks
+   dropped), found on a mask of at most MASK_SIDE px with numpy only.
+3. Fit: a picture whose digits already look MNIST-sized and that fits is pasted as it is (a clean
+   64x64 canvas comes back unchanged); otherwise the inked part is resized (never stretched) so the
+   digits are TARGET_HEIGHT px tall, or as large as still fits, and centred on black. Digits that
+   end up outside the supported heights, or pictures that do not look like light digits on dark,
+   raise a one-line PictureWarning (silence it with ``warnings.filterwarnings``).
+"""
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image
+
+DIGIT_HEIGHTS = (12, 24)  # supported digit ink heights in model pixels (MNIST's own: 20)
+TARGET_HEIGHT = 20        # digits are resized to this ink height, MNIST's
+MIN_CONTRAST = 40         # ink must differ from the paper by this many gray levels, else the picture is blank
+STRONG_INK = 224          # ink already this bright after background removal is left as it is
+MAX_FRAME = 3             # border lines stripped per side, at most, when they differ from the paper
+MASK_SIDE = 160           # the ink mask is max-pooled to at most this side before finding components
+MIN_SHARE = 0.35          # components shorter than this share of the tallest are specks or stroke pieces
+MAX_INK_SHARE = 0.35      # more ink than this share of the model input does not look like digits
+MARGIN = 0.2              # kept around the inked part when cropping, in digit heights
+
+
+class Prepared(NamedTuple):
+    image: np.ndarray      # uint8 (H,W): the model input
+    digit_height: float    # estimated digit ink height in the picture's pixels (0: no ink found)
+    scale: float           # picture pixels -> model pixels (1.0: not resampled)
+    warning: str           # why the result may be unreliable, or "" when it looks fine
+
+
+class PictureWarning(UserWarning):
+    """A picture whose digits look too small or large, or that does not look like digits on paper."""
+
+
+def supported_heights(metadata=None):
+    """(low, high) digit ink heights in model pixels: the model's metadata if it says, else DIGIT_HEIGHTS."""
+    value = (metadata or {}).get("digit_heights")
+    try:
+        low, high = (float(v) for v in value)
+        return (low, high) if 0 < low <= TARGET_HEIGHT <= high else DIGIT_HEIGHTS
+    except (TypeError, ValueError):
+        return DIGIT_HEIGHTS
+
+
+def prepare(picture, size, invert="auto", heights=DIGIT_HEIGHTS):
+    """A Prepared model input of ``size`` = (H, W) from a uint8 (h, w) picture.
+
+    ``invert``: "auto" decides the polarity from the picture; False takes it as light on dark
+    already (arrays in MNIST polarity).
+    """
+    picture = np.asarray(picture, dtype=np.uint8)
+    light = normalise_background(picture, invert)
+    blank = Prepared(np.zeros(size, np.uint8), 0.0, 1.0, "")
+    if light is None:
+        return blank
+    boxes = ink_components(light)
+    if not len(boxes):
+        return blank
+    height = float(np.median(boxes[:, 2] - boxes[:, 0]))
+    return _fit(light, boxes, height, size, heights)
+
+
+def normalise_background(picture, invert="auto"):
+    """uint8 light-on-dark picture with the paper at 0, or None if it holds no ink (step 1)."""
+    if min(picture.shape) < 2:
+        return None
+    picture = strip_frame(picture)
+    paper = float(np.median(picture))
+    low, high = np.percentile(picture, (0.2, 99.8))
+    dark_ink = invert == "auto" and paper - low > high - paper
+    contrast = paper - low if dark_ink else high - paper
+    if contrast < MIN_CONTRAST:
+        return None
+    ink = (paper - picture.astype(np.float32)) if dark_ink else (picture.astype(np.float32) - paper)
+    strong = float(np.percentile(ink[ink > contrast / 2], 99))
+    if strong < STRONG_INK:
+        ink *= 255 / strong
+    return np.clip(np.rint(ink), 0, 255).astype(np.uint8)
+
+
+def strip_frame(picture):
+    """The picture without up to MAX_FRAME border lines per side whose median is far from the paper's."""
+    inner = picture[MAX_FRAME:-MAX_FRAME, MAX_FRAME:-MAX_FRAME]
+    if inner.size == 0:
+        return picture
+    paper = float(np.median(inner))
+    top, left, bottom, right = 0, 0, picture.shape[0], picture.shape[1]
+    for _ in range(MAX_FRAME):
+        if abs(float(np.median(picture[top, left:right])) - paper) >= MIN_CONTRAST:
+            top += 1
+        if abs(float(np.median(picture[bottom - 1, left:right])) - paper) >= MIN_CONTRAST:
+            bottom -= 1
+        if abs(float(np.median(picture[top:bottom, left])) - paper) >= MIN_CONTRAST:
+            left += 1
+        if abs(float(np.median(picture[top:bottom, right - 1])) - paper) >= MIN_CONTRAST:
+            right -= 1
+    return picture[top:bottom, left:right]
+
+
+def ink_components(light):
+    """int (K,4) boxes (top, left, bottom, right; exclusive ends) in picture pixels of the 8-connected
+    ink components (pixels >= 128) tall enough to be digits, found on a max-pooled mask."""
+    mask = light >= 128
+    k = -(-max(mask.shape) // MASK_SIDE)
+    if k > 1:
+        h, w = -(-mask.shape[0] // k) * k, -(-mask.shape[1] // k) * k
+        padded = np.zeros((h, w), bool)
+        padded[:mask.shape[0], :mask.shape[1]] = mask
+        mask = padded.reshape(h // k, k, w // k, k).any(axis=(1, 3))
+    labels = _label(mask)
+    if not labels.any():
+        return np.zeros((0, 4), int)
+    rows, cols = np.nonzero(labels)
+    _, comp = np.unique(labels[rows, cols], return_inverse=True)
+    n = comp.max() + 1
+    top = np.full(n, mask.shape[0]); left = np.full(n, mask.shape[1])
+    bottom = np.zeros(n, int); right = np.zeros(n, int)
+    np.minimum.at(top, comp, rows); np.minimum.at(left, comp, cols)
+    np.maximum.at(bottom, comp, rows + 1); np.maximum.at(right, comp, cols + 1)
+    boxes = np.stack([top, left, bottom, right], axis=1) * k
+    boxes[:, 2] = np.minimum(boxes[:, 2], light.shape[0])
+    boxes[:, 3] = np.minimum(boxes[:, 3], light.shape[1])
+    heights = boxes[:, 2] - boxes[:, 0]
+    return boxes[heights >= max(3, MIN_SHARE * heights.max())]
+
+
+def _label(mask):
+    """Component labels of an 8-connected bool mask (0 = background): each pixel ends with the largest
+    flat index + 1 in its component. Max propagation over 3x3 neighbours alternates with pointer
+    jumping (a label names a pixel of the same component, whose label is at least as large), so it
+    converges in far fewer sweeps than a component is long."""
+    h, w = mask.shape
+    labels = np.where(mask, np.arange(1, h * w + 1, dtype=np.int32).reshape(h, w), 0)
+    padded = np.zeros((h + 2, w + 2), np.int32)
+    while True:
+        padded[1:-1, 1:-1] = labels
+        grown = labels.copy()
+        for dy in range(3):
+            for dx in range(3):
+                np.maximum(grown, padded[dy:dy + h, dx:dx + w], out=grown)
+        grown *= mask
+        flat = grown.ravel()
+        inked = flat > 0
+        flat[inked] = flat[flat[inked] - 1]
+        if np.array_equal(grown, labels):
+            return labels
+        labels = grown
+
+
+def _fit(light, boxes, height, size, heights):
+    """Step 3: paste as is when the digits look MNIST-sized and it fits, else crop the inked part
+    (with a margin), resize it so digits are TARGET_HEIGHT tall or as large as fits, centre on black."""
+    low, high = heights
+    if low <= height <= high and light.shape[0] <= size[0] and light.shape[1] <= size[1]:
+        return Prepared(_paste(light, size), height, 1.0, _look(light, size))
+    margin = round(MARGIN * height)
+    top, left = max(0, boxes[:, 0].min() - margin), max(0, boxes[:, 1].min() - margin)
+    bottom, right = boxes[:, 2].max() + margin, boxes[:, 3].max() + margin
+    inked = light[top:bottom, left:right]
+    scale = 1.0 if low <= height <= high else TARGET_HEIGHT / height
+    scale = min(scale, size[0] / inked.shape[0], size[1] / inked.shape[1])
+    if scale != 1.0:
+        new = (max(1, round(inked.shape[1] * scale)), max(1, round(inked.shape[0] * scale)))
+        inked = np.asarray(Image.fromarray(inked).resize(new, Image.Resampling.BILINEAR))
+    image = _paste(inked, size)
+    warning = _look(image, size)
+    if height * scale < low:
+        warning = (f"digits look ~{height * scale:.0f} px tall after fitting to {size[0]}x{size[1]}; "
+                   f"supported {low:g}-{high:g} px: crop the picture or enlarge the digits")
+    return Prepared(image, height, scale, warning)
+
+
+def _paste(image, size):
+    """``image`` centred on a black canvas of ``size`` (it fits)."""
+    if image.shape == tuple(size):
+        return image
+    out = np.zeros(size, np.uint8)
+    top, left = (size[0] - image.shape[0]) // 2, (size[1] - image.shape[1]) // 2
+    out[top:top + image.shape[0], left:left + image.shape[1]] = image
+    return out
+
+
+def _look(image, size):
+    """A warning when the model input does not look like light digits on black (too much ink)."""
+    share = np.count_nonzero(image >= 128) / (size[0] * size[1])
+    if share > MAX_INK_SHARE:
+        return (f"does not look like light digits on a dark background after preprocessing "
+                f"(ink covers {share:.0%}); the digits found may be wrong")
+    return ""
