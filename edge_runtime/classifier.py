@@ -39,8 +39,8 @@ class Classifier:
     """Digit scores and predictions for one image or a batch, in one invoke per batch.
 
     Images are uint8 (0..255) or float ([0,1]), shaped (H,W), (N,H,W) or (N,H,W,1) with the model's
-    own H,W; other sizes are refused rather than silently stretched: ``load_images`` fits any
-    picture to the model. Thresholds come from ``thresholds`` (one number or ten), else the model's
+    own H,W, used as they are (no per-image preprocessing on this hot path); other sizes are refused
+    rather than silently stretched: ``load_images`` and ``prepare`` fit any picture to the model. Thresholds come from ``thresholds`` (one number or ten), else the model's
     embedded metadata, else 0.5.
 
     Thread safe: threads share the one interpreter under a lock (an interpreter must not be used
@@ -115,7 +115,7 @@ class Classifier:
         if a.shape[1:] != self.input_shape:
             raise MnistEdgeError(f"images are {a.shape[1]}x{a.shape[2]} but the model takes "
                                  f"{self.input_shape[0]}x{self.input_shape[1]}; "
-                                 "edge_runtime.load_images fits pictures of any size to the model")
+                                 "edge_runtime.load_images or edge_runtime.prepare fits pictures of any size to the model")
         if a.dtype == np.uint8:
             x = self._from_uint8(a)
         elif a.dtype.kind == "f":

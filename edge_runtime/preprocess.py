@@ -15,19 +15,25 @@ black canvas, with supported digit heights DIGIT_HEIGHTS. A picture gets there i
    end up outside the supported heights, or pictures that do not look like light digits on dark,
    raise a one-line PictureWarning (silence it with ``warnings.filterwarnings``).
 """
-import warnings
 from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 
+from .errors import MnistEdgeError
+
 DIGIT_HEIGHTS = (12, 24)  # supported digit ink heights in model pixels (MNIST's own: 20)
 TARGET_HEIGHT = 20        # digits are resized to this ink height, MNIST's
+KEEP_MAX = 28             # in a picture that fits, digits from the supported low up to this are not resampled:
+                          # taller estimates are often overlapping digits, and estimates of MNIST digits vary
 MIN_CONTRAST = 40         # ink must differ from the paper by this many gray levels, else the picture is blank
 STRONG_INK = 224          # ink already this bright after background removal is left as it is
 MAX_FRAME = 3             # border lines stripped per side, at most, when they differ from the paper
 MASK_SIDE = 160           # the ink mask is max-pooled to at most this side before finding components
 MIN_SHARE = 0.35          # components shorter than this share of the tallest are specks or stroke pieces
+INK = 128                 # a pixel at least this bright (after normalisation) is ink, for measuring digits
+MNIST_STROKE = 2.66       # median stroke width of MNIST digits in px (ink >= INK), the other scale cue
+MERGED = 1.3              # a component this much taller than its strokes suggest is merged digits
 MAX_INK_SHARE = 0.35      # more ink than this share of the model input does not look like digits
 MARGIN = 0.2              # kept around the inked part when cropping, in digit heights
 
@@ -54,12 +60,15 @@ def supported_heights(metadata=None):
 
 
 def prepare(picture, size, invert="auto", heights=DIGIT_HEIGHTS):
-    """A Prepared model input of ``size`` = (H, W) from a uint8 (h, w) picture.
+    """A Prepared model input of ``size`` = (H, W) from a uint8 (h, w) gray picture of any size.
 
     ``invert``: "auto" decides the polarity from the picture; False takes it as light on dark
-    already (arrays in MNIST polarity).
+    already (arrays in MNIST polarity). ``heights``: the model's supported digit heights
+    (``supported_heights(classifier.metadata)``).
     """
-    picture = np.asarray(picture, dtype=np.uint8)
+    picture, size = np.asarray(picture), tuple(size)
+    if picture.ndim != 2 or picture.dtype != np.uint8:
+        raise MnistEdgeError(f"a picture must be uint8 (h,w) gray, got {picture.dtype} {picture.shape}")
     light = normalise_background(picture, invert)
     blank = Prepared(np.zeros(size, np.uint8), 0.0, 1.0, "")
     if light is None:
@@ -67,8 +76,31 @@ def prepare(picture, size, invert="auto", heights=DIGIT_HEIGHTS):
     boxes = ink_components(light)
     if not len(boxes):
         return blank
-    height = float(np.median(boxes[:, 2] - boxes[:, 0]))
-    return _fit(light, boxes, height, size, heights)
+    return _fit(light, boxes, digit_height(light, boxes), size, heights)
+
+
+def digit_height(light, boxes):
+    """The digits' ink height in picture pixels: the median height of the ink components.
+
+    Touching or overlapping digits merge into one taller component. Stroke width is the other
+    scale cue (MNIST's strokes are MNIST_STROKE px wide at TARGET_HEIGHT): components taller than
+    MERGED times what the strokes say count as merged digits, and the others (or, if none, the
+    strokes) give the height.
+    """
+    tall = boxes[:, 2] - boxes[:, 0]
+    by_stroke = TARGET_HEIGHT * stroke_width(light >= INK) / MNIST_STROKE
+    ordinary = tall[tall <= MERGED * by_stroke]
+    if len(ordinary) == len(tall):
+        return float(np.median(tall))
+    return float(np.median(ordinary)) if len(ordinary) else by_stroke
+
+
+def stroke_width(mask):
+    """Mean stroke width in px of a bool ink mask: twice the area over the edge pixels (a stroke of
+    width w and length L has area wL and 2L edge pixels)."""
+    padded = np.pad(mask, 1)
+    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return 2 * np.count_nonzero(mask) / max(1, np.count_nonzero(mask & ~inner))
 
 
 def normalise_background(picture, invert="auto"):
@@ -110,8 +142,8 @@ def strip_frame(picture):
 
 def ink_components(light):
     """int (K,4) boxes (top, left, bottom, right; exclusive ends) in picture pixels of the 8-connected
-    ink components (pixels >= 128) tall enough to be digits, found on a max-pooled mask."""
-    mask = light >= 128
+    ink components (pixels >= INK) tall enough to be digits, found on a max-pooled mask."""
+    mask = light >= INK
     k = -(-max(mask.shape) // MASK_SIDE)
     if k > 1:
         h, w = -(-mask.shape[0] // k) * k, -(-mask.shape[1] // k) * k
@@ -162,20 +194,21 @@ def _fit(light, boxes, height, size, heights):
     """Step 3: paste as is when the digits look MNIST-sized and it fits, else crop the inked part
     (with a margin), resize it so digits are TARGET_HEIGHT tall or as large as fits, centre on black."""
     low, high = heights
-    if low <= height <= high and light.shape[0] <= size[0] and light.shape[1] <= size[1]:
+    keep = low <= height <= max(high, KEEP_MAX)
+    if keep and light.shape[0] <= size[0] and light.shape[1] <= size[1]:
         return Prepared(_paste(light, size), height, 1.0, _look(light, size))
     margin = round(MARGIN * height)
     top, left = max(0, boxes[:, 0].min() - margin), max(0, boxes[:, 1].min() - margin)
     bottom, right = boxes[:, 2].max() + margin, boxes[:, 3].max() + margin
     inked = light[top:bottom, left:right]
-    scale = 1.0 if low <= height <= high else TARGET_HEIGHT / height
+    scale = 1.0 if keep else TARGET_HEIGHT / height
     scale = min(scale, size[0] / inked.shape[0], size[1] / inked.shape[1])
     if scale != 1.0:
         new = (max(1, round(inked.shape[1] * scale)), max(1, round(inked.shape[0] * scale)))
         inked = np.asarray(Image.fromarray(inked).resize(new, Image.Resampling.BILINEAR))
     image = _paste(inked, size)
-    warning = _look(image, size)
-    if height * scale < low:
+    warning = _look(image, size)  # first: if it does not look like digits, their size is moot
+    if not warning and height * scale < low:
         warning = (f"digits look ~{height * scale:.0f} px tall after fitting to {size[0]}x{size[1]}; "
                    f"supported {low:g}-{high:g} px: crop the picture or enlarge the digits")
     return Prepared(image, height, scale, warning)
@@ -193,7 +226,7 @@ def _paste(image, size):
 
 def _look(image, size):
     """A warning when the model input does not look like light digits on black (too much ink)."""
-    share = np.count_nonzero(image >= 128) / (size[0] * size[1])
+    share = np.count_nonzero(image >= INK) / (size[0] * size[1])
     if share > MAX_INK_SHARE:
         return (f"does not look like light digits on a dark background after preprocessing "
                 f"(ink covers {share:.0%}); the digits found may be wrong")
