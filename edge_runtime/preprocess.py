@@ -27,7 +27,7 @@ TARGET_HEIGHT = 20        # digits are resized to this ink height, MNIST's
 KEEP_MAX = 28             # in a picture that fits, digits from the supported low up to this are not resampled:
                           # taller estimates are often overlapping digits, and estimates of MNIST digits vary
 MIN_CONTRAST = 40         # ink must differ from the paper by this many gray levels, else the picture is blank
-STRONG_INK = 224          # ink already this bright after background removal is left as it is
+STRONG_INK = 250          # ink whose strong strokes are already this bright is left as it is (MNIST: 255)
 MAX_FRAME = 3             # border lines stripped per side, at most, when they differ from the paper
 MASK_SIDE = 160           # the ink mask is max-pooled to at most this side before finding components
 MIN_SHARE = 0.35          # components shorter than this share of the tallest are specks or stroke pieces
@@ -35,6 +35,8 @@ INK = 128                 # a pixel at least this bright (after normalisation) i
 MNIST_STROKE = 2.66       # median stroke width of MNIST digits in px (ink >= INK), the other scale cue
 MERGED = 1.3              # a component this much taller than its strokes suggest is merged digits
 MAX_INK_SHARE = 0.35      # more ink than this share of the model input does not look like digits
+TWO_SIDED = 0.5           # marks the other way from the paper this strong (vs the ink) do not look like ink on paper
+NOT_DIGITS = "does not look like light digits on a dark background after preprocessing ("
 MARGIN = 0.2              # kept around the inked part when cropping, in digit heights
 
 
@@ -69,14 +71,17 @@ def prepare(picture, size, invert="auto", heights=DIGIT_HEIGHTS):
     picture, size = np.asarray(picture), tuple(size)
     if picture.ndim != 2 or picture.dtype != np.uint8:
         raise MnistEdgeError(f"a picture must be uint8 (h,w) gray, got {picture.dtype} {picture.shape}")
-    light = normalise_background(picture, invert)
+    light, two_sided = normalise_background(picture, invert)
     blank = Prepared(np.zeros(size, np.uint8), 0.0, 1.0, "")
     if light is None:
         return blank
     boxes = ink_components(light)
     if not len(boxes):
         return blank
-    return _fit(light, boxes, digit_height(light, boxes), size, heights)
+    prepared = _fit(light, boxes, digit_height(light, boxes), size, heights)
+    if two_sided:
+        return prepared._replace(warning=NOT_DIGITS + "marks both lighter and darker than the background)")
+    return prepared
 
 
 def digit_height(light, boxes):
@@ -104,21 +109,22 @@ def stroke_width(mask):
 
 
 def normalise_background(picture, invert="auto"):
-    """uint8 light-on-dark picture with the paper at 0, or None if it holds no ink (step 1)."""
+    """(uint8 light-on-dark picture with the paper at 0, or None if it holds no ink; whether marks
+    go both ways from the paper, as in a photo rather than ink on paper) -- step 1."""
     if min(picture.shape) < 2:
-        return None
+        return None, False
     picture = strip_frame(picture)
     paper = float(np.median(picture))
     low, high = np.percentile(picture, (0.2, 99.8))
     dark_ink = invert == "auto" and paper - low > high - paper
-    contrast = paper - low if dark_ink else high - paper
+    contrast, other_way = (paper - low, high - paper) if dark_ink else (high - paper, paper - low)
     if contrast < MIN_CONTRAST:
-        return None
+        return None, False
     ink = (paper - picture.astype(np.float32)) if dark_ink else (picture.astype(np.float32) - paper)
     strong = float(np.percentile(ink[ink > contrast / 2], 99))
     if strong < STRONG_INK:
         ink *= 255 / strong
-    return np.clip(np.rint(ink), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(ink), 0, 255).astype(np.uint8), other_way > TWO_SIDED * contrast
 
 
 def strip_frame(picture):
@@ -228,6 +234,5 @@ def _look(image, size):
     """A warning when the model input does not look like light digits on black (too much ink)."""
     share = np.count_nonzero(image >= INK) / (size[0] * size[1])
     if share > MAX_INK_SHARE:
-        return (f"does not look like light digits on a dark background after preprocessing "
-                f"(ink covers {share:.0%}); the digits found may be wrong")
+        return NOT_DIGITS + f"ink covers {share:.0%})"
     return ""
