@@ -34,7 +34,7 @@ MIN_SHARE = 0.35          # components shorter than this share of the tallest ar
 INK = 128                 # a pixel at least this bright (after normalisation) is ink, for measuring digits
 MNIST_STROKE = 2.66       # median stroke width of MNIST digits in px (ink >= INK), the other scale cue
 MERGED = 1.3              # a component this much taller than its strokes suggest is merged digits
-MAX_INK_SHARE = 0.35      # more ink than this share of the model input does not look like digits
+MAX_INK_SHARE = 0.5       # more ink than this share of the inked part (with its margin) is not strokes
 TWO_SIDED = 0.5           # marks the other way from the paper this strong (vs the ink) do not look like ink on paper
 NOT_DIGITS = "does not look like light digits on a dark background after preprocessing ("
 MARGIN = 0.2              # kept around the inked part when cropping, in digit heights
@@ -200,24 +200,22 @@ def _fit(light, boxes, height, size, heights):
     """Step 3: paste as is when the digits look MNIST-sized and it fits, else crop the inked part
     (with a margin), resize it so digits are TARGET_HEIGHT tall or as large as fits, centre on black."""
     low, high = heights
-    keep = low <= height <= max(high, KEEP_MAX)
-    if keep and light.shape[0] <= size[0] and light.shape[1] <= size[1]:
-        return Prepared(_paste(light, size), height, 1.0, _look(light, size))
     margin = round(MARGIN * height)
     top, left = max(0, boxes[:, 0].min() - margin), max(0, boxes[:, 1].min() - margin)
-    bottom, right = boxes[:, 2].max() + margin, boxes[:, 3].max() + margin
-    inked = light[top:bottom, left:right]
+    inked = light[top:boxes[:, 2].max() + margin, left:boxes[:, 3].max() + margin]
+    warning = _look(inked)  # first: if it does not look like digits, their size is moot
+    keep = low <= height <= max(high, KEEP_MAX)
+    if keep and light.shape[0] <= size[0] and light.shape[1] <= size[1]:
+        return Prepared(_paste(light, size), height, 1.0, warning)
     scale = 1.0 if keep else TARGET_HEIGHT / height
     scale = min(scale, size[0] / inked.shape[0], size[1] / inked.shape[1])
     if scale != 1.0:
         new = (max(1, round(inked.shape[1] * scale)), max(1, round(inked.shape[0] * scale)))
         inked = np.asarray(Image.fromarray(inked).resize(new, Image.Resampling.BILINEAR))
-    image = _paste(inked, size)
-    warning = _look(image, size)  # first: if it does not look like digits, their size is moot
     if not warning and height * scale < low:
         warning = (f"digits look ~{height * scale:.0f} px tall after fitting to {size[0]}x{size[1]}; "
                    f"supported {low:g}-{high:g} px: crop the picture or enlarge the digits")
-    return Prepared(image, height, scale, warning)
+    return Prepared(_paste(inked, size), height, scale, warning)
 
 
 def _paste(image, size):
@@ -230,9 +228,9 @@ def _paste(image, size):
     return out
 
 
-def _look(image, size):
-    """A warning when the model input does not look like light digits on black (too much ink)."""
-    share = np.count_nonzero(image >= INK) / (size[0] * size[1])
+def _look(inked):
+    """A warning when the inked part does not look like light strokes on black (too much ink)."""
+    share = np.count_nonzero(inked >= INK) / inked.size
     if share > MAX_INK_SHARE:
         return NOT_DIGITS + f"ink covers {share:.0%})"
     return ""
