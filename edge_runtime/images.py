@@ -10,13 +10,13 @@ MNIST polarity (float in [0,1] is scaled to 0..255). Images of the model's size 
 are (like ``mnist-edge bench`` does); other sizes are prepared like pictures but never inverted.
 """
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import MnistEdgeError
+from .dataset_file import npz_errors
+from .errors import MnistEdgeError, first_line
 from .preprocess import DIGIT_HEIGHTS, PictureWarning, prepare
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".pnm", ".ppm", ".pbm"}  # what folders expand to
@@ -102,8 +102,7 @@ def read_gray(path, size=None):
     except MemoryError:
         raise MnistEdgeError(f"{path}: image too large for memory") from None
     except Exception as e:  # decoders of malformed files raise many types (OSError, SyntaxError, struct.error...)
-        reason = (str(e).splitlines() or [""])[0] or type(e).__name__
-        raise MnistEdgeError(f"{path}: not a readable image ({reason})") from None
+        raise MnistEdgeError(f"{path}: not a readable image ({first_line(e)})") from None
 
 
 def _gray(im):
@@ -124,17 +123,13 @@ def _gray(im):
 
 def _read_array(path):
     """uint8 (N,H,W) from a .npy or .npz (``images`` key)."""
-    try:
+    with npz_errors(path, kind=path.suffix):
         loaded = np.load(path, allow_pickle=False)
         if hasattr(loaded, "files"):  # an .npz archive
             with loaded:
                 if "images" not in loaded.files:
                     raise MnistEdgeError(f"{path}: no 'images' array (found: {', '.join(loaded.files) or 'none'})")
                 loaded = loaded["images"]
-    except MnistEdgeError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise MnistEdgeError(f"{path}: not a readable {path.suffix} file ({e})") from None
     array = loaded
     if array.ndim == 2:
         array = array[None]

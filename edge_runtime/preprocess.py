@@ -26,6 +26,7 @@ DIGIT_HEIGHTS = (12, 24)  # supported digit ink heights in model pixels (MNIST's
 TARGET_HEIGHT = 20        # digits are resized to this ink height, MNIST's
 KEEP_MAX = 28             # in a picture that fits, digits from the supported low up to this are not resampled:
                           # taller estimates are often overlapping digits, and estimates of MNIST digits vary
+PAPER_NOISE = 4           # gray levels either side of the paper's most common level that are still paper
 MIN_CONTRAST = 40         # ink must differ from the paper by this many gray levels, else the picture is blank
 STRONG_INK = 250          # ink whose strong strokes are already this bright is left as it is (MNIST: 255)
 MAX_FRAME = 3             # border lines stripped per side, at most, when they differ from the paper
@@ -34,8 +35,10 @@ MIN_SHARE = 0.35          # components shorter than this share of the tallest ar
 INK = 128                 # a pixel at least this bright (after normalisation) is ink, for measuring digits
 MNIST_STROKE = 2.66       # median stroke width of MNIST digits in px (ink >= INK), the other scale cue
 MERGED = 1.3              # a component this much taller than its strokes suggest is merged digits
-MAX_INK_SHARE = 0.5       # more ink than this share of the inked part (with its margin) is not strokes
+MAX_INK_SHARE = 0.35      # ink covering more of the inked part (with its margin) than this ...
+MAX_STROKE = 0.4          # ... in strokes thicker than this share of the digit height is not digits
 TWO_SIDED = 0.5           # marks the other way from the paper this strong (vs the ink) do not look like ink on paper
+MIN_PAPER = 0.25          # nor does a picture with less of its area within 2 PAPER_NOISE of the paper level
 NOT_DIGITS = "does not look like light digits on a dark background after preprocessing ("
 MARGIN = 0.2              # kept around the inked part when cropping, in digit heights
 
@@ -71,7 +74,7 @@ def prepare(picture, size, invert="auto", heights=DIGIT_HEIGHTS):
     picture, size = np.asarray(picture), tuple(size)
     if picture.ndim != 2 or picture.dtype != np.uint8:
         raise MnistEdgeError(f"a picture must be uint8 (h,w) gray, got {picture.dtype} {picture.shape}")
-    light, two_sided = normalise_background(picture, invert)
+    light, doubt = normalise_background(picture, invert)
     blank = Prepared(np.zeros(size, np.uint8), 0.0, 1.0, "")
     if light is None:
         return blank
@@ -79,9 +82,7 @@ def prepare(picture, size, invert="auto", heights=DIGIT_HEIGHTS):
     if not len(boxes):
         return blank
     prepared = _fit(light, boxes, digit_height(light, boxes), size, heights)
-    if two_sided:
-        return prepared._replace(warning=NOT_DIGITS + "marks both lighter and darker than the background)")
-    return prepared
+    return prepared._replace(warning=NOT_DIGITS + doubt + ")") if doubt else prepared
 
 
 def digit_height(light, boxes):
@@ -109,41 +110,59 @@ def stroke_width(mask):
 
 
 def normalise_background(picture, invert="auto"):
-    """(uint8 light-on-dark picture with the paper at 0, or None if it holds no ink; whether marks
-    go both ways from the paper, as in a photo rather than ink on paper) -- step 1."""
+    """(uint8 light-on-dark picture with the paper at 0, or None if it holds no ink; "" or why it
+    does not look like ink on plain paper) -- step 1."""
     if min(picture.shape) < 2:
-        return None, False
+        return None, ""
     picture = strip_frame(picture)
-    paper = float(np.median(picture))
+    paper = paper_level(picture)
     low, high = np.percentile(picture, (0.2, 99.8))
     dark_ink = invert == "auto" and paper - low > high - paper
     contrast, other_way = (paper - low, high - paper) if dark_ink else (high - paper, paper - low)
     if contrast < MIN_CONTRAST:
-        return None, False
+        return None, ""
+    doubt = ""
+    if other_way > TWO_SIDED * contrast:
+        doubt = "marks both lighter and darker than the background"
+    elif np.mean(np.abs(picture - np.float32(paper)) <= 2 * PAPER_NOISE) < MIN_PAPER:
+        doubt = "no even background"
     ink = (paper - picture.astype(np.float32)) if dark_ink else (picture.astype(np.float32) - paper)
     strong = float(np.percentile(ink[ink > contrast / 2], 99))
     if strong < STRONG_INK:
         ink *= 255 / strong
-    return np.clip(np.rint(ink), 0, 255).astype(np.uint8), other_way > TWO_SIDED * contrast
+    return np.clip(np.rint(ink), 0, 255).astype(np.uint8), doubt
+
+
+def paper_level(picture):
+    """The most common gray level, give or take PAPER_NOISE: the paper even where ink covers more of
+    the picture than the paper does (a small digit fills its own small picture), which a median is not."""
+    counts = np.bincount(picture.ravel(), minlength=256)
+    window = np.convolve(counts, np.ones(2 * PAPER_NOISE + 1, np.int64), "same")
+    peak = int(np.argmax(window))
+    near = picture[np.abs(picture.astype(np.int16) - peak) <= PAPER_NOISE]
+    return float(np.median(near))
 
 
 def strip_frame(picture):
-    """The picture without up to MAX_FRAME border lines per side whose median is far from the paper's."""
+    """The picture without up to MAX_FRAME border lines per side that are frame: nearly uniform and
+    far from the paper (a row across a digit is not uniform; a line of paper is the paper)."""
     inner = picture[MAX_FRAME:-MAX_FRAME, MAX_FRAME:-MAX_FRAME]
-    if inner.size == 0:
-        return picture
-    paper = float(np.median(inner))
+    paper = paper_level(inner if inner.size >= 64 else picture)
     top, left, bottom, right = 0, 0, picture.shape[0], picture.shape[1]
     for _ in range(MAX_FRAME):
-        if abs(float(np.median(picture[top, left:right])) - paper) >= MIN_CONTRAST:
-            top += 1
-        if abs(float(np.median(picture[bottom - 1, left:right])) - paper) >= MIN_CONTRAST:
-            bottom -= 1
-        if abs(float(np.median(picture[top:bottom, left])) - paper) >= MIN_CONTRAST:
-            left += 1
-        if abs(float(np.median(picture[top:bottom, right - 1])) - paper) >= MIN_CONTRAST:
-            right -= 1
+        if bottom - top <= 2 or right - left <= 2:
+            break
+        top += _is_frame(picture[top, left:right], paper)
+        bottom -= _is_frame(picture[bottom - 1, left:right], paper)
+        left += _is_frame(picture[top:bottom, left], paper)
+        right -= _is_frame(picture[top:bottom, right - 1], paper)
     return picture[top:bottom, left:right]
+
+
+def _is_frame(line, paper):
+    level = float(np.median(line))
+    uniform = np.mean(np.abs(line.astype(np.int16) - level) <= MIN_CONTRAST // 2) >= 0.75
+    return bool(uniform and abs(level - paper) >= MIN_CONTRAST)
 
 
 def ink_components(light):
@@ -203,7 +222,7 @@ def _fit(light, boxes, height, size, heights):
     margin = round(MARGIN * height)
     top, left = max(0, boxes[:, 0].min() - margin), max(0, boxes[:, 1].min() - margin)
     inked = light[top:boxes[:, 2].max() + margin, left:boxes[:, 3].max() + margin]
-    warning = _look(inked)  # first: if it does not look like digits, their size is moot
+    warning = _look(inked, height)  # first: if it does not look like digits, their size is moot
     keep = low <= height <= max(high, KEEP_MAX)
     if keep and light.shape[0] <= size[0] and light.shape[1] <= size[1]:
         return Prepared(_paste(light, size), height, 1.0, warning)
@@ -228,9 +247,11 @@ def _paste(image, size):
     return out
 
 
-def _look(inked):
-    """A warning when the inked part does not look like light strokes on black (too much ink)."""
-    share = np.count_nonzero(inked >= INK) / inked.size
-    if share > MAX_INK_SHARE:
-        return NOT_DIGITS + f"ink covers {share:.0%})"
+def _look(inked, height):
+    """A warning when the inked part does not look like strokes: much ink, in very thick strokes
+    (MNIST digits at any scale: at most ~0.35 of it at 0.3 of the height at once)."""
+    mask = inked >= INK
+    share, stroke = np.count_nonzero(mask) / mask.size, stroke_width(mask) / height
+    if share > MAX_INK_SHARE and stroke > MAX_STROKE:
+        return NOT_DIGITS + f"ink covers {share:.0%} in strokes {stroke:.0%} of its height thick)"
     return ""

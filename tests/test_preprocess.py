@@ -175,10 +175,10 @@ def test_digits_too_small_after_fitting_warn_in_one_line(models, digits, tmp_pat
 
 def test_pictures_that_do_not_look_like_digits_warn(digits):
     rng = np.random.default_rng(0)
-    noise = rng.integers(0, 256, (64, 64), dtype=np.uint8)  # marks both lighter and darker than the median
-    blob = np.zeros((64, 64), np.uint8)
-    blob[12:42, 10:50] = 230                                # a solid shape, not strokes
-    for picture, reason in ((noise, "marks both lighter and darker"), (blob, "ink covers")):
+    noise = rng.integers(0, 256, (64, 64), dtype=np.uint8)  # marks both lighter and darker than the paper
+    rows, cols = np.mgrid[:64, :64]
+    disc = np.where((rows - 32) ** 2 + (cols - 32) ** 2 < 400, 230, 0).astype(np.uint8)  # a solid shape, not strokes
+    for picture, reason in ((noise, "marks both lighter and darker"), (disc, "ink covers")):
         with pytest.warns(PictureWarning, match="does not look like light digits on a dark background .*" + reason):
             load_images_of(picture)
     for digit in digits:
