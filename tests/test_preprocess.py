@@ -175,10 +175,14 @@ def test_digits_too_small_after_fitting_warn_in_one_line(models, digits, tmp_pat
 
 def test_pictures_that_do_not_look_like_digits_warn(digits):
     rng = np.random.default_rng(0)
-    noise = rng.integers(0, 256, (64, 64), dtype=np.uint8)  # marks both lighter and darker than the paper
+    noise = rng.integers(0, 256, (64, 64), dtype=np.uint8)  # no paper
     rows, cols = np.mgrid[:64, :64]
     disc = np.where((rows - 32) ** 2 + (cols - 32) ** 2 < 400, 230, 0).astype(np.uint8)  # a solid shape, not strokes
-    for picture, reason in ((noise, "marks both lighter and darker"), (disc, "ink covers")):
+    both = np.full((64, 64), 128, np.int16)  # grey paper with a white digit and a black one
+    both[4:32, 4:32] += digits[0] // 2
+    both[32:60, 32:60] -= digits[1] // 2
+    for picture, reason in ((noise, "no even background"), (disc, "ink covers"),
+                            (both.astype(np.uint8), "marks both lighter and darker")):
         with pytest.warns(PictureWarning, match="does not look like light digits on a dark background .*" + reason):
             load_images_of(picture)
     for digit in digits:
