@@ -1,19 +1,23 @@
 """prepare(): any grayscale picture -> the model's input: light digits at MNIST scale on black.
 
 The models are trained on MNIST digits (each size-normalised into a 20x20 ink box) pasted on a
-black canvas, with supported digit heights DIGIT_HEIGHTS. A picture gets there in three steps:
+black canvas; DIGIT_HEIGHTS is the range of ink heights they support. A picture gets there in three
+steps, measured with benchmarks/scale_robustness.py:
 
-1. Background: strip a 1-3 px frame (a scanner edge or drawn border) that differs from the paper,
-   decide the polarity from which side of the paper level the ink lies (not from the border, which
-   a frame fools), map the paper level to 0 and stretch faint ink so strong strokes reach 255. A
-   picture without ink (contrast below MIN_CONTRAST: blank pages, a 1x1 image) becomes all black.
-2. Scale: the digits' ink height is the median height of the connected ink components (specks
-   dropped), found on a mask of at most MASK_SIDE px with numpy only.
-3. Fit: a picture whose digits already look MNIST-sized and that fits is pasted as it is (a clean
-   64x64 canvas comes back unchanged); otherwise the inked part is resized (never stretched) so the
-   digits are TARGET_HEIGHT px tall, or as large as still fits, and centred on black. Digits that
-   end up outside the supported heights, or pictures that do not look like light digits on dark,
-   raise a one-line PictureWarning (silence it with ``warnings.filterwarnings``).
+1. Background: strip up to MAX_FRAME border lines that are a frame (uniform, far from the paper);
+   the paper is the most common gray level and the ink lies on the far side of it (a dark frame
+   fooled the old border rule), so dark ink is inverted; the paper goes to 0 and faint ink is
+   stretched so strong strokes reach 255. A picture without ink (contrast below MIN_CONTRAST:
+   blank pages, a 1x1 image) becomes all black, which the models read as no digits.
+2. Digit height: the median height of the 8-connected ink components (specks and stroke pieces
+   dropped), on a mask of at most MASK_SIDE px, numpy only. Stroke width guards against
+   overlapping digits that merge into one tall component.
+3. Fit: a picture that fits and whose digits are within the supported low .. KEEP_MAX is pasted as
+   it is (a 64x64 canvas at MNIST scale comes back unchanged); otherwise the inked part is cropped
+   and resized (never stretched) so the digits are TARGET_HEIGHT px tall, or as large as still
+   fits, and centred on black. Digits that end up below the supported range, and pictures that do
+   not look like light digits on dark, get a one-line warning in ``Prepared.warning``
+   (``load_images`` raises it as a PictureWarning).
 """
 from typing import NamedTuple
 
@@ -186,10 +190,16 @@ def ink_components(light):
     np.minimum.at(top, comp, rows); np.minimum.at(left, comp, cols)
     np.maximum.at(bottom, comp, rows + 1); np.maximum.at(right, comp, cols + 1)
     boxes = np.stack([top, left, bottom, right], axis=1) * k
-    boxes[:, 2] = np.minimum(boxes[:, 2], light.shape[0])
-    boxes[:, 3] = np.minimum(boxes[:, 3], light.shape[1])
+    if k > 1:  # pooled boxes are up to k-1 px too large on each side: measure them on the full mask
+        boxes = np.array([_tight(light[t:b, l:r] >= INK, t, l) for t, l, b, r in boxes])
     heights = boxes[:, 2] - boxes[:, 0]
     return boxes[heights >= max(3, MIN_SHARE * heights.max())]
+
+
+def _tight(mask, top, left):
+    """The ink box of ``mask`` (a box cut from the picture at top, left) in picture pixels."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return top + rows[0], left + cols[0], top + rows[-1] + 1, left + cols[-1] + 1
 
 
 def _label(mask):

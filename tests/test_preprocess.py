@@ -219,3 +219,26 @@ def test_model_sized_arrays_and_classifier_inputs_are_untouched(models, canvases
 def test_prepare_refuses_what_is_not_a_gray_picture(picture):
     with pytest.raises(MnistEdgeError, match="a picture must be uint8 \\(h,w\\) gray"):
         prepare(picture, SIZE)
+
+
+def test_a_scanned_page_with_a_row_of_digits(digits, tmp_path):
+    """Grey paper, a black scanner edge, three digits 80 px tall in a corner of an 800x600 JPEG."""
+    page = np.full((600, 800), 225, np.uint8)
+    page[:, :2] = page[:2, :] = 30
+    for i, digit in enumerate(digits[:3]):
+        big = _resized(digit, 80 / 28)
+        page[40:40 + big.shape[0], 60 + 70 * i:60 + 70 * i + big.shape[1]] = np.minimum(
+            page[40:40 + big.shape[0], 60 + 70 * i:60 + 70 * i + big.shape[1]], 225 - big * (200 / 255)).astype(np.uint8)
+    Image.fromarray(page).save(tmp_path / "scan.jpg", quality=85)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        [(_, image)] = load_images([tmp_path / "scan.jpg"], SIZE)
+    heights = [_ink_height(image[:, c0:c1]) for c0, c1 in _columns(image)]
+    assert len(heights) == 3 and all(abs(h - TARGET_HEIGHT) <= 3 for h in heights), heights
+
+
+def _columns(image):
+    """(start, end) of the runs of columns holding ink: one per digit side by side."""
+    inked = np.r_[False, (image >= 128).any(axis=0), False]
+    edges = np.flatnonzero(np.diff(inked.astype(np.int8)))
+    return list(zip(edges[::2], edges[1::2]))
