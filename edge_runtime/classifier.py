@@ -39,8 +39,9 @@ class Classifier:
     """Digit scores and predictions for one image or a batch, in one invoke per batch.
 
     Images are uint8 (0..255) or float ([0,1]), shaped (H,W), (N,H,W) or (N,H,W,1) with the model's
-    own H,W, used as they are (no per-image preprocessing on this hot path); other sizes are refused
-    rather than silently stretched: ``load_images`` and ``prepare`` fit any picture to the model. Thresholds come from ``thresholds`` (one number or ten), else the model's
+    own H,W, used as they are (no per-image preprocessing on this hot path, which ``bench`` times);
+    other sizes are refused rather than silently stretched: ``load_images`` and ``prepare`` fit any
+    picture to the model. Thresholds come from ``thresholds`` (one number or ten), else the model's
     embedded metadata, else 0.5.
 
     Thread safe: threads share the one interpreter under a lock (an interpreter must not be used

@@ -84,7 +84,7 @@ def _expand(inputs):
 
 
 def read_gray(path, size=None):
-    """Decode any image file to uint8 (H,W), step 1 of the recipe; a one-line error for anything bad.
+    """Decode any image file to uint8 (H,W) gray; a one-line error for anything bad.
 
     With ``size`` = (H, W), a JPEG decodes straight to gray at the smallest scale still four times
     that size: a phone photo then costs a fraction of the time and memory on a device, and digits
