@@ -87,8 +87,9 @@ def read_gray(path, size=None):
     """Decode any image file to uint8 (H,W) gray; a one-line error for anything bad.
 
     With ``size`` = (H, W), a JPEG decodes straight to gray at the smallest scale still four times
-    that size: a phone photo then costs a fraction of the time and memory on a device, and digits
-    covering a tenth of it keep enough pixels for ``prepare`` to crop them out.
+    that size, and other pictures are box-averaged down to about that: a phone photo or a scanned
+    page then costs a fraction of the time and memory on a device, and digits covering a tenth of
+    it keep enough pixels for ``prepare`` to crop them out.
     """
     try:
         with warnings.catch_warnings():
@@ -97,13 +98,15 @@ def read_gray(path, size=None):
             with Image.open(path) as im:
                 if size and im.format == "JPEG" and im.mode in ("L", "RGB"):
                     im.draft("L", (4 * size[1], 4 * size[0]))
-                return _gray(ImageOps.exif_transpose(im))
+                gray = _gray(ImageOps.exif_transpose(im))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise MnistEdgeError(f"{path}: image too large, refused as a possible decompression bomb ({e})") from None
     except MemoryError:
         raise MnistEdgeError(f"{path}: image too large for memory") from None
     except Exception as e:  # decoders of malformed files raise many types (OSError, SyntaxError, struct.error...)
         raise MnistEdgeError(f"{path}: not a readable image ({first_line(e)})") from None
+    factor = min(gray.shape[0] // (4 * size[0]), gray.shape[1] // (4 * size[1])) if size else 1
+    return np.asarray(Image.fromarray(gray).reduce(factor)) if factor >= 2 else gray
 
 
 def _gray(im):

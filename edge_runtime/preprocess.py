@@ -242,7 +242,7 @@ def _fit(light, boxes, height, size, heights):
         new = (max(1, round(inked.shape[1] * scale)), max(1, round(inked.shape[0] * scale)))
         inked = np.asarray(Image.fromarray(inked).resize(new, Image.Resampling.BILINEAR))
     if not warning and height * scale < low:
-        warning = (f"digits look ~{height * scale:.0f} px tall after fitting to {size[0]}x{size[1]}; "
+        warning = (f"digits look ~{height * scale:.1f} px tall after fitting to {size[0]}x{size[1]}; "
                    f"supported {low:g}-{high:g} px: crop the picture or enlarge the digits")
     return Prepared(_paste(inked, size), height, scale, warning)
 
