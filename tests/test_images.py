@@ -79,6 +79,7 @@ CLOSE = {
 # name -> writer; larger pictures, so the digits come back at the model's scale, cropped and centred
 RESIZED = {
     "300px.png": lambda c, p: _resized(c, p, (300, 300)),
+    "dark-on-light-900px.png": lambda c, p: _resized(255 - c, p, (900, 900)),  # box-averaged to 300 on reading
     "dark-on-light-200px.jpg": lambda c, p: _resized(255 - c, p, (200, 200), quality=95),
     "rgb-1000px.jpg": lambda c, p: _resized(np.stack([c] * 3, axis=-1), p, (1000, 1000), quality=90),
 }
