@@ -12,7 +12,7 @@ steps, measured with benchmarks/scale_robustness.py:
 2. Digit height: the median height of the 8-connected ink components (specks and stroke pieces
    dropped), on a mask of at most MASK_SIDE px, numpy only. Stroke width guards against
    overlapping digits that merge into one tall component.
-3. Fit: a picture that fits and whose digits are within the supported low .. KEEP_MAX is pasted as
+3. Fit: a picture that fits and whose digits are KEEP_MIN..KEEP_MAX px tall is pasted as
    it is (a 64x64 canvas at MNIST scale comes back unchanged); otherwise the inked part is cropped
    and resized (never stretched) so the digits are TARGET_HEIGHT px tall, or as large as still
    fits, and centred on black. Digits that end up below the supported range, and pictures that do
@@ -28,8 +28,9 @@ from .errors import MnistEdgeError
 
 DIGIT_HEIGHTS = (12, 24)  # supported digit ink heights in model pixels (MNIST's own: 20)
 TARGET_HEIGHT = 20        # digits are resized to this ink height, MNIST's
-KEEP_MAX = 28             # in a picture that fits, digits from the supported low up to this are not resampled:
-                          # taller estimates are often overlapping digits, and estimates of MNIST digits vary
+KEEP_MIN = 16             # in a picture that fits, digits from KEEP_MIN to KEEP_MAX px are not resampled:
+KEEP_MAX = 28             # estimates of MNIST-scale digits vary that much (wide digits; taller ones are
+                          # often overlapping digits), and a model is best at its training scale
 PAPER_NOISE = 4           # gray levels either side of the paper's most common level that are still paper
 MIN_CONTRAST = 40         # ink must differ from the paper by this many gray levels, else the picture is blank
 STRONG_INK = 250          # ink whose strong strokes are already this bright is left as it is (MNIST: 255)
@@ -233,7 +234,7 @@ def _fit(light, boxes, height, size, heights):
     top, left = max(0, boxes[:, 0].min() - margin), max(0, boxes[:, 1].min() - margin)
     inked = light[top:boxes[:, 2].max() + margin, left:boxes[:, 3].max() + margin]
     warning = _look(inked, height)  # first: if it does not look like digits, their size is moot
-    keep = low <= height <= max(high, KEEP_MAX)
+    keep = KEEP_MIN <= height <= KEEP_MAX
     if keep and light.shape[0] <= size[0] and light.shape[1] <= size[1]:
         return Prepared(_paste(light, size), height, 1.0, warning)
     scale = 1.0 if keep else TARGET_HEIGHT / height

@@ -59,8 +59,7 @@ def test_bare_digits_at_any_scale_come_back_mnist_sized(digits, scale):
     assert np.mean((estimated > 0.6) & (estimated < 1.3)) >= 0.8
     low, high = DIGIT_HEIGHTS
     assert np.mean((prepared >= low) & (prepared <= high + 2)) >= 0.8
-    if scale != 0.65:  # 13 px digits are supported, so left as they are; others come back at MNIST's height
-        assert abs(np.median(prepared) - TARGET_HEIGHT) <= 2
+    assert abs(np.median(prepared) - TARGET_HEIGHT) <= 2  # back at MNIST's height
 
 
 @pytest.mark.parametrize("scale", [0.65, 1.5, 2.5])
