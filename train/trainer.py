@@ -35,6 +35,7 @@ from edge_runtime.errors import MnistEdgeError
 from edge_runtime.files import atomic_path, write_text_atomic
 from edge_runtime.metrics import evaluate, tune_thresholds
 from edge_runtime.model_contract import NUM_CLASSES, PREPROCESSING
+from train.dataset import INK
 from train.losses import WeightedBinaryCrossentropy, positive_weights
 from train.models import build_model, count_macs
 from train.run_folder import CHECKPOINT_DIR, HISTORY_FILE, METADATA_FILE, MODEL_FILE, STATE_FILE
@@ -90,6 +91,7 @@ def train(run_dir, options, splits, dataset_info, composer=None, state=None, log
         "options": options,
         "pos_weight": None if pos_weight is None else pos_weight.tolist(),  # per digit, from --pos-weight auto
         "training_images": training_images(composer, len(x_train)),
+        **digit_heights(composer),
         "params": int(final.count_params()),
         "macs": count_macs(final),
         "epochs_run": state["epochs_done"],
@@ -172,6 +174,14 @@ def fresh_dataset(composer, batch_size, first_epoch, epochs):
     return (tf.data.Dataset.from_generator(batches, output_signature=spec)
             .map(lambda x, y: (_to_float(x), tf.cast(y, tf.float32)))
             .prefetch(tf.data.AUTOTUNE))
+
+
+def digit_heights(composer):
+    """{"digit_heights": [low, high]}: the ink heights (model pixels) the fresh images trained, which
+    `infer` reads as the supported range (MNIST's ink is INK px tall at scale 1); {} for fixed images."""
+    if composer is None:
+        return {}
+    return {"digit_heights": [round(INK * s, 2) for s in composer.options["digit_scale"]]}
 
 
 def training_images(composer, fixed_count):
