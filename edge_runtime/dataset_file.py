@@ -5,6 +5,7 @@ benchmark all read it, and the device has only numpy.
 """
 import contextlib
 import zipfile
+from pathlib import Path
 
 import numpy as np
 
@@ -26,18 +27,22 @@ def npz_errors(path, kind=".npz"):
         raise MnistEdgeError(f"{path}: not a readable {kind} file ({e})") from None
 
 
-def save_labelled_npz(path, images, labels):
-    """Write exactly the two keys, uncompressed (fast to read on a device), atomically."""
+def save_labelled_npz(path, images, labels, compressed=False):
+    """Write exactly the two keys, atomically; uncompressed (fast to read on a device) unless ``compressed``."""
     images = np.ascontiguousarray(images, dtype=np.uint8)
     labels = np.ascontiguousarray(labels, dtype=np.uint8)
     _check(images, labels, path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, images=images, labels=labels)
+            (np.savez_compressed if compressed else np.savez)(f, images=images, labels=labels)
 
 
 def load_labelled_npz(path, require_labels=True):
     """Read and validate a data set file; every problem becomes a one-line MnistEdgeError."""
+    if Path(path).is_dir():
+        test = Path(path) / "test.npz"
+        hint = f"pass the file inside it, e.g. {test}" if test.is_file() else "e.g. test.npz from `mnist-edge data`"
+        raise MnistEdgeError(f"{path}: is a folder, expected a labelled .npz file; {hint}")
     with npz_errors(path), np.load(path, allow_pickle=False) as npz:
         keys = set(npz.files)
         if "images" not in keys:

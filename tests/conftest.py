@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from convert.tensorflow_env import quiet_tensorflow
+
+quiet_tensorflow()  # before any test imports TensorFlow: its C++ log lines are noise in test output
 REPO = Path(__file__).resolve().parents[1]
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
 

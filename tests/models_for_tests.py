@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from convert.tensorflow_env import quiet_native_output, quiet_tensorflow
 from train import dataset
 from train.mnist import load_mnist
 
@@ -60,6 +61,7 @@ _blobs = {}
 
 
 def _train_and_convert(mnist_dir):
+    quiet_tensorflow()
     import tensorflow as tf
 
     from convert.embed import embed_metadata
@@ -89,7 +91,8 @@ def _train_and_convert(mnist_dir):
             conv.representative_dataset = lambda: ([x[i:i + 1]] for i in range(0, 400, 4))
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             conv.inference_input_type = conv.inference_output_type = tf.int8
-        return conv.convert()
+        with quiet_native_output():
+            return conv.convert()
 
     blobs = {"float32": convert(model, False), "int8": convert(model, True),
              "width5": convert(cnn(outputs=5), False), "rgb": convert(cnn(channels=3), False)}

@@ -22,6 +22,7 @@ import click
 
 from benchmarks.cli import bench_command
 from convert.cli import convert_command
+from edge_runtime.classifier import SHIPPED_FORMATS
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.files import atomic_path, write_text_atomic
 from train.data_command import data_command
@@ -32,7 +33,6 @@ STAGES = ("data", "train", "convert", "bench")
 DATA_OPTIONS = ("n_train", "n_val", "n_test", "canvas", "min_digits", "max_digits", "empty_fraction",
                 "max_overlap", "class_prior", "mnist_path", "preset")
 TRAIN_OPTIONS = ("arch", "epochs", "batch_size", "lr", "pos_weight", "patience")
-SHIPPED_FORMATS = ("float32", "int8")
 # --quick: the whole chain on a small subset (under two minutes on 2 cores); an explicit option still wins.
 QUICK = dict(n_train=6000, n_val=1000, n_test=1000, epochs=4, runs=50, warmup=10, threads=(1,), batches=(1, 32))
 # Bench settings of a full run: enough timed runs for stable percentiles, every core and one.
