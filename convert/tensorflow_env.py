@@ -6,6 +6,7 @@ that needs TensorFlow) so that ``train`` can use it too without a dependency poi
 """
 import contextlib
 import importlib.util
+import io
 import logging
 import os
 import sys
@@ -43,7 +44,9 @@ def quiet_native_output():
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
     try:
-        with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        with tempfile.TemporaryFile() as sink, warnings.catch_warnings(), \
+                contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            # Python's own streams too: under pytest or click's test runner they are not the process's fds.
             warnings.filterwarnings("ignore", module=r"tensorflow\b")  # e.g. "Statistics for quantized inputs ..."
             os.dup2(sink.fileno(), 1)
             os.dup2(sink.fileno(), 2)

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from convert.tensorflow_env import quiet_tensorflow
+from edge_runtime.errors import MnistEdgeError
+from train.mnist import KERAS_CACHE, load_mnist
 
 quiet_tensorflow()  # before any test imports TensorFlow: its C++ log lines are noise in test output
 REPO = Path(__file__).resolve().parents[1]
@@ -17,8 +19,16 @@ needs_tf = pytest.mark.skipif(not HAS_TF, reason="needs TensorFlow (the train ex
 
 @pytest.fixture(scope="session")
 def mnist_dir():
-    """The MNIST copy tests run on: $MNIST_EDGE_DATA, else ../shared/data/mnist beside the repo."""
-    path = Path(os.environ.get("MNIST_EDGE_DATA") or REPO.parent / "shared" / "data" / "mnist")
-    if not path.exists():
-        pytest.fail(f"MNIST not found at {path}; set MNIST_EDGE_DATA to a folder with the four idx files")
-    return path
+    """The MNIST copy tests run on: $MNIST_EDGE_DATA, else ../shared/data/mnist beside the repo (as CI has),
+    else Keras' cached mnist.npz, fetched by the project's own lookup when it is not there yet."""
+    given = os.environ.get("MNIST_EDGE_DATA")
+    path = Path(given) if given else REPO.parent / "shared" / "data" / "mnist"
+    if given or path.exists():
+        if not path.exists():
+            pytest.fail(f"MNIST_EDGE_DATA={path} does not exist; point it at a folder with the four IDX files")
+        return path
+    try:
+        load_mnist()
+    except MnistEdgeError as e:
+        pytest.fail(e.message)
+    return KERAS_CACHE.expanduser()
