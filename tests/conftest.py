@@ -1,6 +1,7 @@
 """Shared fixtures: the real MNIST copy CI points us at, and what TensorFlow-free venvs skip."""
 import importlib.util
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,12 @@ HAS_TF = importlib.util.find_spec("tensorflow") is not None
 
 # Tests that train or convert need TensorFlow; the edge-only venv skips them.
 needs_tf = pytest.mark.skipif(not HAS_TF, reason="needs TensorFlow (the train extra)")
+
+
+def edge_venv_runtime(python):
+    """The interpreter .ci/run gave the edge venv: tflite_runtime where it has a wheel, else ai_edge_litert."""
+    has_tflite = subprocess.run([str(python), "-c", "import tflite_runtime.interpreter"], capture_output=True)
+    return "tflite_runtime" if has_tflite.returncode == 0 else "ai_edge_litert"
 
 
 @pytest.fixture(scope="session")
