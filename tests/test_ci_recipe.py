@@ -1,5 +1,7 @@
 """.ci/run's device venv: tflite-runtime where PyPI has its wheel, else ai-edge-litert (the choice .ci/device_venv.py makes)."""
 import importlib.util
+import os
+import shutil
 import subprocess
 import sys
 
@@ -40,6 +42,28 @@ def test_script_prints_pip_arguments_and_the_reason_apart():
 
 def test_ci_run_uses_the_recipe_and_leaves_mnist_to_the_project():
     script = (REPO / ".ci" / "run").read_text()
-    assert '.ci/device_venv.py' in script and "tflite-runtime" not in script.split("# --- the test command")[0] \
-        .replace("# Device venv, no TensorFlow: tflite-runtime", "")
-    assert 'if [ -z "${MNIST_EDGE_DATA:-}" ] && [ -d "$shared" ]' in script  # never exported to a missing folder
+    assert '"$python" .ci/device_venv.py' in script and "source .ci/env.sh" in script
+    env = (REPO / ".ci" / "env.sh").read_text()
+    assert 'if [ -z "${MNIST_EDGE_DATA:-}" ] && [ -d "$shared" ]' in env  # never exported to a missing folder
+
+
+def _source_env_sh(tmp_path, python):
+    """Run .ci/env.sh's checks in a copy of .ci/, so nothing is installed."""
+    (tmp_path / "repo" / ".ci").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / ".ci" / "env.sh", tmp_path / "repo" / ".ci")
+    return subprocess.run(["bash", "-c", "set -e; source .ci/env.sh; echo sourced"], cwd=tmp_path / "repo",
+                          env={**os.environ, "PYTHON": str(python)}, capture_output=True, text=True)
+
+
+def test_ci_scripts_accept_this_python(tmp_path):
+    run = _source_env_sh(tmp_path, sys.executable)
+    assert run.returncode == 0 and run.stdout.strip() == "sourced", run.stderr
+
+
+def test_ci_scripts_refuse_a_python_outside_3_10_to_3_13(tmp_path):
+    fake = tmp_path / "python3.9"  # answers -V like Python 3.9 and fails the version check like it
+    fake.write_text('#!/bin/sh\nif [ "$1" = "-V" ]; then echo "Python 3.9.18"; exit 0; fi\nexit 1\n')
+    fake.chmod(0o755)
+    run = _source_env_sh(tmp_path, fake)
+    assert run.returncode == 1 and run.stdout == ""
+    assert "needs Python 3.10-3.13 (TensorFlow's range)" in run.stderr and "is Python 3.9.18" in run.stderr
