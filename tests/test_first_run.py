@@ -55,6 +55,15 @@ def test_shipped_sample_is_what_the_script_writes(mnist_dir, tmp_path):
         assert 1 <= len(digits) <= 4
 
 
+def test_sample_files_are_package_data():
+    """pyproject.toml's package-data must cover every shipped sample file, or an installed package has no demo."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["edge_runtime"]
+    package = REPO / "edge_runtime"
+    shipped = {p for pattern in patterns for p in package.glob(pattern)}
+    assert set(SAMPLE_DIR.iterdir()) <= shipped
+
+
 def test_bench_without_arguments_is_a_demo_on_the_shipped_sample(tmp_path):
     run = run_without_mnist(tmp_path, "bench", "--runs", "20", "--warmup", "2", "--rounds", "2", "--batch", "1,8",
                             "--no-memory", "--out", tmp_path / "demo")
