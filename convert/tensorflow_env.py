@@ -71,7 +71,26 @@ def tensorflow_installed():
 
 
 def require_tensorflow(command):
-    """Fail with one line naming the extra to install when TensorFlow is missing, else quieten it."""
+    """Fail with one line naming the extra to install when TensorFlow is missing, else quieten it.
+
+    Cheap (TensorFlow is not imported yet), so input checks that follow stay fast; the code that
+    needs TensorFlow loads it with ``import_tensorflow``.
+    """
     if not tensorflow_installed():
         raise MnistEdgeError(f"`mnist-edge {command}` needs TensorFlow, which is not installed here: {INSTALL_HINT}")
     quiet_tensorflow()
+
+
+def import_tensorflow():
+    """Import TensorFlow and start its runtime with the start-up lines held back.
+
+    TensorFlow 2.21 logs its oneDNN notice at import and again when the runtime starts, through absl
+    before absl is initialised (with absl's "All log messages before absl::InitializeLog()" warning),
+    so no log level filters them; once started, it stays quiet at TF_LOG_LEVEL.
+    """
+    quiet_tensorflow()
+    with quiet_native_output():
+        import tensorflow as tf
+
+        tf.constant(0)  # starts the eager runtime, the second source of start-up lines
+    return tf

@@ -30,7 +30,7 @@ from edge_runtime.model_contract import NUM_CLASSES, PREPROCESSING, to_model_inp
 
 from . import verify
 from .embed import embed_metadata
-from .tensorflow_env import quiet_native_output
+from .tensorflow_env import import_tensorflow, quiet_native_output
 
 FORMATS = ("float32", "int8", "dynamic", "float16")
 DEFAULT_FORMATS = ("float32", "int8")  # the reference and the file that ships
@@ -137,6 +137,7 @@ def load_source(source):
             metadata = json.loads(meta_path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             raise MnistEdgeError(f"{meta_path}: not valid JSON ({e})") from None
+    import_tensorflow()  # Keras loads it; this keeps its start-up lines out of the output
     import keras
 
     try:

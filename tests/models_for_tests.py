@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.tensorflow_env import quiet_native_output, quiet_tensorflow
+from convert.tensorflow_env import import_tensorflow, quiet_native_output
 from edge_runtime.errors import MnistEdgeError
 from train import dataset
 from train.mnist import load_mnist
@@ -62,8 +62,7 @@ _blobs = {}
 
 
 def _train_and_convert(mnist_dir):
-    quiet_tensorflow()
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     from convert.embed import embed_metadata
     keras = tf.keras

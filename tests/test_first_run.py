@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO
+from conftest import REPO, needs_tf
 from convert.tensorflow_env import quiet_native_output
 from edge_runtime import Classifier
 from edge_runtime.dataset_file import load_labelled_npz
@@ -158,6 +158,17 @@ def test_quiet_native_output_holds_back_chatter_but_not_errors(capfd):
     print("after")
     out, err = capfd.readouterr()
     assert out == "after\n" and err == ""
+
+
+@needs_tf
+def test_tensorflow_starts_without_log_lines():
+    """TensorFlow 2.21 logs a oneDNN notice at import and at runtime start past any log level (issue 15)."""
+    code = ("from convert.tensorflow_env import import_tensorflow\ntf = import_tensorflow()\n"
+            "print(int(tf.reduce_sum(tf.data.Dataset.range(4).map(lambda v: v * 2).reduce(tf.constant(0, tf.int64), "
+            "lambda a, b: a + b))))")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert run.returncode == 0 and run.stdout == "12\n" and run.stderr == "", run.stderr
 
 
 def test_classifier_on_the_sample_matches_its_labels():

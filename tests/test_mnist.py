@@ -151,7 +151,7 @@ def test_offline_not_found_is_quick_and_loads_no_tensorflow(tmp_path, monkeypatc
     monkeypatch.delenv("MNIST_EDGE_DATA", raising=False)
     monkeypatch.setattr(mnist_module, "_keras_installed", lambda: True)
     monkeypatch.setattr(mnist_module, "KERAS_ORIGIN", "http://127.0.0.1:9/mnist.npz")  # nothing listens there
-    monkeypatch.setattr(mnist_module, "quiet_tensorflow", lambda: pytest.fail("went on to import Keras"))
+    monkeypatch.setattr(mnist_module, "import_tensorflow", lambda: pytest.fail("went on to import Keras"))
     with pytest.raises(MnistEdgeError) as e:
         load_mnist()
     message = str(e.value)

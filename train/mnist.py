@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from convert.tensorflow_env import quiet_tensorflow
+from convert.tensorflow_env import import_tensorflow
 from edge_runtime.dataset_file import npz_errors
 from edge_runtime.errors import MnistEdgeError, first_line
 
@@ -140,8 +140,8 @@ def _keras_download(looked):
     if offline:
         raise MnistEdgeError(f"MNIST not found (looked at {'; '.join(looked)}; cannot reach {KERAS_ORIGIN} to "
                              f"download it: {offline}); {hint}")
-    quiet_tensorflow()
     try:
+        import_tensorflow()  # Keras loads it; this keeps its start-up lines out of the output
         from keras.datasets import mnist as keras_mnist
 
         (x_train, y_train), (x_test, y_test) = keras_mnist.load_data()
