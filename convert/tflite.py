@@ -35,6 +35,7 @@ from edge_runtime.model_contract import NUM_CLASSES, PREPROCESSING, to_model_inp
 
 from . import verify
 from .embed import embed_metadata
+from .tensorflow_env import import_tensorflow, quiet_native_output
 
 FORMATS = ("float32", "int8", "dynamic", "float16")
 DEFAULT_FORMATS = ("float32", "int8")  # the reference and the file that ships
@@ -150,6 +151,7 @@ def load_source(source):
         except (OSError, UnicodeDecodeError, ValueError) as e:
             raise MnistEdgeError(f"{meta_path}: not readable JSON ({first_line(e)})") from None
     _check_zip(model_path)
+    import_tensorflow()  # Keras loads it; this keeps its start-up lines out of the output
     import keras
 
     try:
@@ -223,7 +225,8 @@ def _dataset_file(metadata, model_path, name, option):
 
 def export_saved_model(model, directory):
     try:
-        model.export(str(directory), format="tf_saved_model", verbose=False)
+        with quiet_native_output():
+            model.export(str(directory), format="tf_saved_model", verbose=False)
     except Exception as e:  # the traced model's own error, whatever its type
         raise MnistEdgeError(f"cannot export the Keras model as a SavedModel: {first_line(e)}") from None
 
@@ -243,7 +246,8 @@ def convert_saved_model(saved_model, fmt, calib_images=None):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf.int8
     try:
-        return bytes(converter.convert())
+        with quiet_native_output():
+            return bytes(converter.convert())
     except Exception as e:  # converter errors come as several types, with long MLIR dumps
         raise MnistEdgeError(f"the TFLite converter failed: {first_line(e)}") from None
 

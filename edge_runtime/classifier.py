@@ -18,6 +18,7 @@ from .metrics import DEFAULT_THRESHOLD
 from .model_contract import NUM_CLASSES, PREPROCESSING
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"  # where the package's own models ship
+SHIPPED_FORMATS = ("float32", "int8")  # the formats shipped there (model_<format>.tflite)
 MAX_BATCH = 256  # images per invoke; larger inputs run in chunks so activations stay small on a device
 
 

@@ -8,7 +8,9 @@ from .classifier import Classifier
 from .errors import MnistEdgeError
 from .images import iter_images
 from .interpreter import RUNTIMES
+from .metadata import missing_metadata_warning
 from .preprocess import DIGIT_HEIGHTS, TARGET_HEIGHT, PictureWarning, supported_heights
+from .sample import example_pictures
 
 BATCH = 64  # images per invoke while streaming through many files
 INFER_HELP = f"""Print the digits found in each INPUT.
@@ -23,11 +25,18 @@ INFER_HELP = f"""Print the digits found in each INPUT.
     digits. Arrays of the model's own size are used as they are; other sizes are prepared like
     pictures but never inverted. Unreadable inputs are reported on stderr; the others are still
     printed, and the exit status is 1.
+
+    \b
+    Examples:
+      mnist-edge infer --example                  # the shipped model on the shipped example pictures
+      mnist-edge infer scan.png scans/ --model model_int8.tflite
     """
 
 
 @click.command("infer", help=INFER_HELP)
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("inputs", nargs=-1, metavar="INPUT...")
+@click.option("--example", is_flag=True,
+              help="Also run on the example pictures shipped with the package (their names give their digits).")
 @click.option("--model", "-m", type=click.Path(path_type=str), default=None,
               help="A .tflite model from `mnist-edge convert` or any with one (1,H,W,1) input and 10 "
                    "outputs. [default: the int8 model shipped with the package]")
@@ -39,9 +48,17 @@ INFER_HELP = f"""Print the digits found in each INPUT.
 @click.option("--runtime", type=click.Choice(["auto", *RUNTIMES]), default="auto", show_default=True,
               help="Interpreter package; auto tries them in this order.")
 @click.option("--no-xnnpack", is_flag=True, help="Run without the default XNNPACK delegate (for comparisons).")
-def infer_command(inputs, model, as_json, threshold, threads, runtime, no_xnnpack):
+def infer_command(inputs, example, model, as_json, threshold, threads, runtime, no_xnnpack):
     """Print the digits found in each INPUT (help: INFER_HELP)."""
+    if example:
+        pictures = example_pictures()
+        click.echo(f"Example pictures shipped with mnist-edge, named by their true digits: {pictures[0].parent}", err=True)
+        inputs = (*inputs, *map(str, pictures))
+    if not inputs:
+        raise click.UsageError("give INPUT files or folders, or --example for the pictures shipped with the package")
     clf = Classifier(model, num_threads=threads, runtime=runtime, use_xnnpack=not no_xnnpack, thresholds=threshold)
+    if not clf.metadata:
+        click.echo(missing_metadata_warning(clf.model_path, threshold), err=True)
     with warnings.catch_warnings():  # the command owns its process: warnings as one "Warning: ..." line each
         warnings.simplefilter("always", PictureWarning)
         warnings.showwarning = _warning_line

@@ -6,6 +6,7 @@ benchmark all read it, and the device has only numpy.
 """
 import contextlib
 import zipfile
+from pathlib import Path
 
 import numpy as np
 
@@ -35,9 +36,9 @@ def npz_errors(path, kind=".npz"):
         raise MnistEdgeError(f"{path}: not a readable {kind} file ({e})") from None
 
 
-def save_labelled_npz(path, images, labels, **difficulty):
-    """Write images, labels and any ``DIFFICULTY`` arrays given, uncompressed (fast to read on a
-    device), atomically."""
+def save_labelled_npz(path, images, labels, compressed=False, **difficulty):
+    """Write images, labels and any ``DIFFICULTY`` arrays given, atomically; uncompressed (fast to read
+    on a device) unless ``compressed``."""
     images = np.ascontiguousarray(images, dtype=np.uint8)
     labels = np.ascontiguousarray(labels, dtype=np.uint8)
     _check(images, labels, path)
@@ -50,7 +51,7 @@ def save_labelled_npz(path, images, labels, **difficulty):
             raise MnistEdgeError(f"{path}: {name} must hold one value per image ({len(images)}), got shape {value.shape}")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, images=images, labels=labels, **extra)
+            (np.savez_compressed if compressed else np.savez)(f, images=images, labels=labels, **extra)
 
 
 def load_difficulty(path, num_images):
@@ -69,6 +70,10 @@ def load_labelled_npz(path, require_labels=True):
 
     A file listed in a ``dataset.json`` beside it must be the listed one (edge_runtime.file_set).
     """
+    if Path(path).is_dir():
+        test = Path(path) / "test.npz"
+        hint = f"pass the file inside it, e.g. {test}" if test.is_file() else "e.g. test.npz from `mnist-edge data`"
+        raise MnistEdgeError(f"{path}: is a folder, expected a labelled .npz file; {hint}")
     with npz_errors(path):
         check_listed(path)
     with npz_errors(path), np.load(path, allow_pickle=False) as npz:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO, needs_tf
+from conftest import REPO, edge_venv_runtime, needs_tf
 from edge_runtime.dataset_file import load_labelled_npz
 from edge_runtime.metadata import read_metadata
 
@@ -195,6 +195,8 @@ def test_files_load_in_tflite_runtime_without_tensorflow(converted, val_images, 
     ai-edge-litert's XNNPACK int8 kernels round some requantizations 1 LSB differently, which the
     sigmoid can magnify to ~10/256 on <1% of scores, so XNNPACK is not the comparison here.
     """
+    if edge_venv_runtime(EDGE_PYTHON) != "tflite_runtime":
+        pytest.skip("the edge venv has ai-edge-litert: no tflite-runtime wheel for its Python (.ci/device_venv.py)")
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     REFERENCE = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES

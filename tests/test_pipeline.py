@@ -52,5 +52,5 @@ def test_changed_option_is_refused_not_mixed(quick_run):
     out, _ = quick_run
     result = CliRunner().invoke(main, ["pipeline", "--out", str(out), "--quick", "--epochs", "5"])
     assert result.exit_code == 1
-    assert "epochs: 10 -> 5" in result.output and "--redo train" in result.output
+    assert "epochs: 3 -> 5" in result.output and "--redo train" in result.output
     assert "Traceback" not in result.output

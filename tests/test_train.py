@@ -48,7 +48,7 @@ def history(run_dir):
 
 
 def subprocess_env():
-    return {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def test_importing_the_command_does_not_import_tensorflow():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from convert.tensorflow_env import require_tensorflow
+from convert.tensorflow_env import import_tensorflow, require_tensorflow
 from edge_runtime.cli_options import FiniteFloatRange, ScaleRange
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.output_folder import check_output_folder, claim_output
@@ -128,6 +128,7 @@ def train_command(ctx, data, mnist, out, resume, **given):
     composer = fresh_images(options, info, options["data"] or "the in-memory data set")
 
     require_tensorflow("train")  # after the input checks, which need no TensorFlow
+    import_tensorflow()
     from train import trainer
 
     try:
