@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge_runtime import Classifier, default_model_path, read_metadata
-from edge_runtime.metrics import evaluate
+from edge_runtime.metrics import binarize, evaluate
 from train.dataset import compose, resolve_options
 from train.mnist import load_mnist
 
@@ -36,13 +36,33 @@ def results(fresh_test_set):
     return out
 
 
+# Measured on three fresh 10,000-image sets: float 0.9864-0.9881, int8 within 0.0008 of it, weakest
+# digit (7) int8 0.975-0.979; the bounds leave room for another seed's spread (~0.003 per digit).
 def test_float_model_reaches_target(results):
-    assert results["float32"]["macro_f1"] >= 0.98, results["float32"]["per_digit"]["f1"]
+    assert results["float32"]["macro_f1"] >= 0.985, results["float32"]["per_digit"]["f1"]
 
 
 def test_int8_stays_close_to_float(results):
-    assert results["int8"]["macro_f1"] >= results["float32"]["macro_f1"] - 0.01
-    assert min(results["int8"]["per_digit"]["f1"]) >= 0.97, results["int8"]["per_digit"]["f1"]
+    assert results["int8"]["macro_f1"] >= results["float32"]["macro_f1"] - 0.003
+    assert min(results["int8"]["per_digit"]["f1"]) >= 0.972, results["int8"]["per_digit"]["f1"]
+
+
+@pytest.mark.parametrize("canvas, max_digits, overlap, at_least", [
+    (28, 1, 0.25, 0.97),   # one bare MNIST digit (measured 0.986 on 1,000)
+    (96, 4, 0.25, 0.94),   # a larger canvas at MNIST scale, fitted down to 0.67x (measured 0.969)
+])
+def test_digits_at_other_canvas_sizes_through_prepare(mnist_dir, canvas, max_digits, overlap, at_least):
+    """Pictures of other sizes go through edge_runtime.prepare (as `infer` does) before the shipped int8 model."""
+    from edge_runtime import prepare
+
+    mnist = load_mnist(mnist_dir)
+    split = compose(mnist.test_images, mnist.test_labels, 600, np.random.default_rng(FRESH_SEED + canvas),
+                    **resolve_options(canvas=canvas, max_digits=max_digits, max_overlap=overlap, empty_fraction=0))
+    clf = Classifier(default_model_path("int8"), num_threads=1)
+    images = np.array([prepare(image, clf.input_shape, invert=False).image for image in split.images])
+    predicted = binarize(clf.scores(images), clf.thresholds)
+    exact = (predicted == split.labels).all(axis=1).mean()
+    assert exact >= at_least
 
 
 def test_shipped_models_describe_themselves():
