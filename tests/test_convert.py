@@ -124,7 +124,8 @@ def run_interpreter(interpreter, images):
 
 def test_every_format_is_written_verified_and_tabled(converted):
     out, output = converted
-    assert sorted(p.name for p in out.iterdir()) == sorted([".mnist-edge.lock", *(f"model_{f}.tflite" for f in FORMATS)])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [".mnist-edge.lock", *(f"model_{f}.tflite" for f in FORMATS), "quant_report.json", "quant_report.md"])
     for fmt in FORMATS:
         row = next(line for line in output.splitlines() if line.startswith(fmt + " "))
         assert "ok -> " in row, output
