@@ -205,7 +205,7 @@ def test_bounds_are_enforced_calibration_on_dim_images(run_dir, data_dir, tmp_pa
         assert result.exit_code == 1, result.output
         assert "the calibration images do not span pixel values 0..255" in result.output.splitlines()[-1]
     assert (out / "model_int8.tflite").read_bytes() == b"the previous, verified file"
-    assert sorted(p.name for p in out.iterdir()) == ["model_int8.tflite"]
+    assert sorted(p.name for p in out.iterdir()) == [".mnist-edge.lock", "model_int8.tflite"]  # no temp files
 
 
 def _quantize_without(modules, *args):
@@ -225,7 +225,8 @@ def test_quantize_verb_runs_without_tensorflow_and_matches_convert(converted, da
     run = _quantize_without(["tensorflow", "keras"], out / "model_float32.tflite", "--calib", data_dir / "val.npz",
                             "--out", tmp_path, "--formats", "int8")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_int8.tflite", "quant_report.json", "quant_report.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".mnist-edge.lock", "model_int8.tflite", "quant_report.json",
+                                                           "quant_report.md"]
     images = load_labelled_npz(data_dir / "val.npz")[0][:100]
     mine, theirs = (Classifier(p / "model_int8.tflite").scores(images) for p in (tmp_path, out))
     assert np.array_equal(mine, theirs)  # same float file, same seeded calibration images
