@@ -74,8 +74,8 @@ def scores_of(data, images, stage):
 def account(reports, float_bytes, calib_images, ref, float_scores, quantizer):
     """Add its quantization report (``report["quant_report"]``) to every non-float32 file that got scores.
 
-    ``quantizer(fmt)``: the text naming the tool and recipe that made that format.
-    Failed files are accounted for too: their report is what explains a bad F1 change.
+    ``quantizer(fmt)``: the text naming the tool and recipe that made that format. Failed files
+    are accounted for too (on the console): their report is what explains a bad F1 change.
     """
     validation = (ref.labels, float_scores, ref.thresholds)
     for r in reports:
@@ -86,21 +86,24 @@ def account(reports, float_bytes, calib_images, ref, float_scores, quantizer):
         r["quant_report"] = quant_report.build_entry(
             float_bytes, data, calib_images, (*validation, r["_scores"]), r["_thresholds"],
             file=r["path"].name, format=r["format"], quantizer=quantizer(r["format"]),
-            published="error" not in r, ops=describe(placement), op_placement=placement)
+            ops=describe(placement), op_placement=placement)
 
 
 def finish(reports, out_dir, stage, echo):
     """Print the table and the quantization reports; raise if a file failed (the staged set is then
     dropped), else stage quant_report.json/.md to be published with the files."""
     echo(format_table(reports))
-    entries = [r["quant_report"] for r in reports if "quant_report" in r]
-    for entry in entries:
-        echo("")
-        echo(quant_report.format_entry(entry) + ("" if entry["published"] else "\n(not published: it failed its checks)"))
-    for r in reports:  # the bytes and scores were for the report; the caller gets plain figures
-        for key in ("_scores", "_thresholds", "_bytes"):
-            r.pop(key, None)
     failures = [f"{r['format']}: {r['error']}" for r in reports if "error" in r]
+    for r in reports:
+        entry = r.get("quant_report")
+        if entry is not None:
+            entry["published"] = not failures  # the set goes in whole or not at all
+            note = "it failed its checks" if "error" in r else "another file of the set failed its checks"
+            echo("")
+            echo(quant_report.format_entry(entry) + ("" if entry["published"] else f"\n(not published: {note})"))
+        for key in ("_scores", "_thresholds", "_bytes"):  # for the report only; the caller gets plain figures
+            r.pop(key, None)
+    entries = [r["quant_report"] for r in reports if "quant_report" in r]
     if failures:
         raise MnistEdgeError("; ".join(failures) + f" (no file written: {out_dir} was left as it was)")
     if entries:
