@@ -349,7 +349,7 @@ def test_empty_calibration_or_validation_set_is_refused(run_dir, tmp_path):
     from edge_runtime.dataset_file import save_labelled_npz
 
     save_labelled_npz(tmp_path / "empty.npz", np.zeros((0, 64, 64), np.uint8), np.zeros((0, 10), np.uint8))
-    for option, role in (("--calib", "int8 calibration"), ("--val", "verification and threshold tuning")):
+    for option, role in (("--calib", "calibration"), ("--val", "verification and threshold tuning")):
         result = cli(run_dir, "--out", tmp_path / "out", option, tmp_path / "empty.npz")
         assert result.exit_code == 1 and result.output.strip() == (
             f"Error: {tmp_path / 'empty.npz'}: holds no images, so it cannot serve for {role}; pass a file with images")
