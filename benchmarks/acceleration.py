@@ -5,8 +5,9 @@ the CPU has instructions for int8 dot products. tflite-runtime 2.14 has no int8 
 (its int8 runs on reference kernels, ~12x slower than its float here); 32-bit ARM userlands and x86
 without VNNI lack the fast dot-product paths; a throttling Raspberry Pi drifts during a run. So for
 every model this times the same images with and without the default delegates, asks the
-interpreter whether XNNPACK took part of the graph, and records the CPU's relevant features and
-its frequency before and after.
+interpreter whether XNNPACK took part of the graph and which ops, in which arithmetic
+(``edge_runtime.op_placement``: a float op XNNPACK runs inside an "accelerated" int8 graph shows
+there), and records the CPU's relevant features and its frequency before and after.
 """
 import platform
 import struct
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime import Classifier
+from edge_runtime.op_placement import describe, op_placement
 
 CHECK = dict(runs=60, rounds=3)  # one-image inferences per model and delegate setting; interleaved rounds
 QUANTIZED_INPUTS = ("int8", "uint8")
@@ -120,7 +122,8 @@ def check_acceleration(models, images, runtime="auto", threads=1, runs=CHECK["ru
             "quantized": np.dtype(clf.input_details["dtype"]).name in QUANTIZED_INPUTS,
             "p50_us_xnnpack": round(p50[i, True], 2), "p50_us_no_delegate": round(p50[i, False], 2),
             "xnnpack_speedup": round(p50[i, False] / p50[i, True], 2),
-            "xnnpack_partitions": delegate_partitions(clf)})
+            "xnnpack_partitions": delegate_partitions(clf),
+            "ops": describe(op_placement(clf.interpreter))})
     base = entries[0]
     for entry in entries:
         entry["status"], entry["reason"] = _verdict(entry, base, cpu, clfs[0, True])

@@ -118,6 +118,7 @@ def acceleration_section(report):
             f"{acc['runs']} one-image runs per model and setting, interleaved.", "",
             table(["model", "format", "p50 µs XNNPACK", "p50 µs no delegate", "speed-up", "XNNPACK partitions",
                     "status", "why"], rows, "llrrrrll"), "",
+            *(f"- ops of {m['name']} (arithmetic, executor): {m['ops']}" for m in acc["models"] if m.get("ops")),
             f"- CPU: {cpu['architecture']}, {cpu['userland_bits']}-bit userland; {features}",
             f"- CPU frequency during the benchmark's timed runs: {_frequency(timing)}",
             f"- CPU frequency during this check: {_frequency(acc['frequency'])}", ""]

@@ -10,12 +10,11 @@ TF >= 2.16, and fails where the real problem is. Keras' export serves the model 
 mode; the float32 agreement bound would catch it if it ever did not.
 
 Every file is written into a staging folder and verified from disk; only when every format passed
-are they moved in, as one set (edge_runtime.file_set): a failed or killed conversion leaves the
-previous files as they were, never a new float32 beside an old int8.
+are they moved in, as one set with their quantization report (edge_runtime.file_set): a failed or
+killed conversion leaves the previous files as they were, never a new float32 beside an old int8.
 """
 import hashlib
 import json
-import os
 import tempfile
 import zipfile
 from pathlib import Path
@@ -29,15 +28,19 @@ from edge_runtime.errors import MnistEdgeError, first_line
 from edge_runtime.file_set import staged_set
 from edge_runtime.files import TEMP_TAG
 from edge_runtime.output_folder import claim_output
-from edge_runtime.metadata import read_metadata
-from edge_runtime.metrics import DEFAULT_THRESHOLD, tune_thresholds
+from edge_runtime.metrics import DEFAULT_THRESHOLD
 from edge_runtime.model_contract import NUM_CLASSES, PREPROCESSING, to_model_input
 
-from . import verify
-from .embed import embed_metadata
+from . import litert, publish, verify
 from .tensorflow_env import import_tensorflow, quiet_native_output
 
-FORMATS = ("float32", "int8", "dynamic", "float16")
+FORMATS = ("float32", "int8", "w8a16", "dynamic", "float16")
+QUANTIZERS = ("converter", "litert")
+DEFAULT_QUANTIZER = "converter"  # the only one that keeps a GlobalMaxPooling2D head (REDUCE_MAX) integer
+# What TFLiteConverter is asked for, per format (recorded beside the tool's name).
+CONVERTER_RECIPES = {"int8": "full-integer int8 (TFLITE_BUILTINS_INT8)",
+                     "w8a16": "int16 activations, int8 weights (EXPERIMENTAL_..._INT16_WEIGHTS_INT8)",
+                     "dynamic": "dynamic range (Optimize.DEFAULT)", "float16": "float16 weights"}
 DEFAULT_FORMATS = ("float32", "int8")  # the reference and the file that ships
 CALIB_SAMPLES = 300  # calibration ranges settle after a few hundred images; more only slows it
 VERIFY_SAMPLES = 1000  # resolves a 1% difference in identical-set rate; Keras predicts them once
@@ -45,92 +48,103 @@ SEED = 0  # picks calibration and verification images
 
 
 def convert(source, out_dir, formats=DEFAULT_FORMATS, calib=None, calib_samples=CALIB_SAMPLES,
-            val=None, verify_samples=VERIFY_SAMPLES, seed=SEED, echo=click.echo):
+            val=None, verify_samples=VERIFY_SAMPLES, seed=SEED, quantizer=DEFAULT_QUANTIZER, echo=click.echo):
     """Convert RUN_DIR (or a .keras file) to ``out_dir/model_<format>.tflite`` for each format.
 
-    Prints the verification table through ``echo``. Returns one report per format (path,
-    structure, agreement, metadata). Raises MnistEdgeError naming every format that failed; then
-    no file is written, not even the formats that passed (they would not match the old files).
+    ``quantizer``: "converter" (TFLiteConverter's post-training quantization) or "litert" (LiteRT
+    Quantizer on the float32 file). Prints the verification table and a quantization report per
+    quantized file through ``echo`` and writes ``quant_report.json``/``.md``. Returns one report
+    per format (path, structure, agreement, metadata). Raises MnistEdgeError naming every format
+    that failed; then no file is written, not even the formats that passed (they would not match
+    the old files).
     """
+    check_quantizer(quantizer, formats)
     model, base, model_path = load_source(source)
     val = Path(val) if val else _dataset_file(base, model_path, "val.npz", "--val")
     val_images, val_labels = load_labelled_npz(val)
     _check_not_empty(val, val_images, "verification and threshold tuning")
     refuse_test_split(val, "validation (threshold tuning)", val_labels, base.get("dataset"))
-    _check_size(val, val_images, model)
+    _check_size(val, val_images, model.input_shape[1:3])
     rng = np.random.default_rng(seed)
     subset = np.sort(rng.choice(len(val_images), min(verify_samples, len(val_images)), replace=False))
     ref = verify.Reference(val_images, val_labels, subset,
                            model.predict(to_model_input(val_images[subset]), verbose=0, batch_size=256),
                            np.asarray(base.get("thresholds", [DEFAULT_THRESHOLD] * NUM_CLASSES), dtype=np.float64))
-    base = {  # a bare model.keras without metadata.json gets the model contract's defaults
-        **base,
-        "input_shape": [int(d) for d in model.input_shape[1:]],
-        "class_names": base.get("class_names", [str(d) for d in range(NUM_CLASSES)]),
-        "preprocessing": base.get("preprocessing", PREPROCESSING),
-        "source_model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
-        "toolkit_version": __version__,
-    }
-    calib_images = None
-    if "int8" in formats:
-        calib = Path(calib) if calib else val
-        images, labels = (val_images, val_labels) if calib == val else load_labelled_npz(calib, require_labels=False)
-        refuse_test_split(calib, "calibration", labels, base.get("dataset"))
-        _check_not_empty(calib, images, "int8 calibration")
-        _check_size(calib, images, model)
-        calib_images = images[np.sort(rng.choice(len(images), min(calib_samples, len(images)), replace=False))]
-        base_int8 = {**base, "calibration": {"file": calib.name, "samples": len(calib_images), "seed": seed}}
-
-    reports, failures = [], []
+    base = base_metadata(base, [int(d) for d in model.input_shape[1:]], "source_model_sha256",
+                         hashlib.sha256(model_path.read_bytes()).hexdigest())
+    quantized = [f for f in formats if f != "float32"]
+    if quantized:  # static formats calibrate on them; every quantized file is accounted for on them
+        calib_images, calib = calibration_images(Path(calib) if calib else val, (val, val_images, val_labels),
+                                                 calib_samples, rng, model.input_shape[1:3], base.get("dataset"))
+    reports = []
     with claim_output(out_dir), staged_set(out_dir) as stage:  # one convert per folder; all files or none
         # Beside the output (named as our temp files), so a kill leaves nothing in /tmp for ever.
         with tempfile.TemporaryDirectory(prefix=f".savedmodel{TEMP_TAG}", dir=out_dir) as saved_model:
             export_saved_model(model, saved_model)
+            float_bytes = convert_saved_model(saved_model, "float32")
+            tool = quantizer_text(quantizer)
             for fmt in formats:
                 report = {"format": fmt, "path": Path(out_dir) / f"model_{fmt}.tflite"}
                 reports.append(report)
+                meta = base if fmt == "float32" else {
+                    **base, "quantizer": tool(fmt),
+                    "calibration": {"file": calib.name, "samples": len(calib_images), "seed": seed}}
                 try:
-                    data = convert_saved_model(saved_model, fmt, calib_images)
-                    _verify_and_write(report, data, base_int8 if fmt == "int8" else base, ref, stage)
+                    data = (float_bytes if fmt == "float32" else litert.quantize(float_bytes, fmt, calib_images)
+                            if quantizer == "litert" else convert_saved_model(saved_model, fmt, calib_images))
+                    publish.verify_and_write(report, data, meta, ref, stage)
                 except MnistEdgeError as e:
                     report["error"] = e.message
-                    failures.append(f"{fmt}: {e.message}")
-        echo(format_table(reports))
-        if failures:
-            raise MnistEdgeError("; ".join(failures) + f" (no file written: {out_dir} was left as it was)")
-    return reports
+        if quantized:
+            publish.account(reports, float_bytes, calib_images, ref, publish.scores_of(float_bytes, val_images, stage),
+                            tool)
+        return publish.finish(reports, out_dir, stage, echo)
 
 
-def _verify_and_write(report, data, base, ref, stage):
-    """Write ``data`` into the staging folder, check it, embed the metadata, check again.
-
-    Fills in ``report`` as it goes, so the table shows how far a failed file got.
-    """
-    fmt, path = report["format"], report["path"]
-    structure = report["structure"] = verify.inspect(data)
-    tmp = stage / path.name
-    tmp.write_bytes(data)
-    scores = verify.scores(tmp, ref.images)
-    thresholds = ref.thresholds if fmt == "float32" else tune_thresholds(ref.labels, scores)
-    agree = report["agreement"] = verify.agreement(ref, scores, thresholds)
-    found = verify.problems(fmt, structure, agree)
-    if found:
-        raise MnistEdgeError("; ".join(found))
-    metadata = {
+def base_metadata(base, input_shape, source_key, source_sha256):
+    """What every file's metadata starts from; a source without metadata gets the model contract's defaults."""
+    return {
         **base,
-        "format": fmt,
-        "thresholds": [float(t) for t in thresholds],
-        "thresholds_float": [float(t) for t in ref.thresholds],
-        "quantization": structure["quantization"],
-        "verification": {**{k: structure[k] for k in ("size_bytes", "ops", "fully_integer", "per_channel")},
-                         "agreement": agree, "bounds": verify.BOUNDS[fmt]},
+        "input_shape": input_shape,
+        "class_names": base.get("class_names", [str(d) for d in range(NUM_CLASSES)]),
+        "preprocessing": base.get("preprocessing", PREPROCESSING),
+        source_key: source_sha256,
+        "toolkit_version": __version__,
     }
-    tmp.write_bytes(embed_metadata(data, metadata))
-    if read_metadata(tmp) != json.loads(json.dumps(metadata)):
-        raise MnistEdgeError(f"{path}: the embedded metadata does not read back")
-    if not np.allclose(verify.scores(tmp, ref.images[ref.subset]), scores[ref.subset], rtol=0, atol=1e-6):
-        raise MnistEdgeError(f"{path}: the file with metadata computes other scores than without")
-    report.update(size_bytes=tmp.stat().st_size, metadata=metadata)
+
+
+def check_quantizer(quantizer, formats):
+    """Refuse a format the chosen quantizer cannot make, and a missing LiteRT Quantizer, before any work."""
+    if quantizer not in QUANTIZERS:
+        raise MnistEdgeError(f"unknown quantizer {quantizer!r}; choose from {', '.join(QUANTIZERS)}")
+    if quantizer == "litert":
+        unsupported = [f for f in formats if f != "float32" and f not in litert.RECIPES]
+        if unsupported:
+            raise MnistEdgeError(f"{', '.join(unsupported)}: not a LiteRT Quantizer recipe; with --quantizer litert "
+                                 f"choose from float32, {', '.join(litert.RECIPES)} (float16: --quantizer converter)")
+        if any(f != "float32" for f in formats):
+            litert.require_quantizer()
+
+
+def quantizer_text(quantizer):
+    """fmt -> the tool and recipe that made that format, as recorded in metadata and report."""
+    if quantizer == "litert":
+        name = litert.version()
+        return lambda fmt: f"{name} {litert.RECIPES[fmt]}"
+    import tensorflow as tf
+
+    return lambda fmt: f"TFLiteConverter (TensorFlow {tf.__version__}) {CONVERTER_RECIPES[fmt]}"
+
+
+def calibration_images(calib, val, samples, rng, size, dataset):
+    """A seeded choice of ``samples`` calibration images from ``calib`` (the val file by default),
+    refusing the test split and images of the wrong size; returns (images, path)."""
+    val_path, val_images, val_labels = val
+    images, labels = (val_images, val_labels) if calib == val_path else load_labelled_npz(calib, require_labels=False)
+    refuse_test_split(calib, "calibration", labels, dataset)
+    _check_not_empty(calib, images, "calibration")
+    _check_size(calib, images, size)
+    return images[np.sort(rng.choice(len(images), min(samples, len(images)), replace=False))], calib
 
 
 def load_source(source):
@@ -184,10 +198,10 @@ def _check_zip(model_path):
         raise MnistEdgeError(f"{model_path}: corrupt .keras file ({bad} fails its checksum); train again or copy it again")
 
 
-def _check_size(path, images, model):
-    if images.shape[1:] != tuple(model.input_shape[1:3]):
+def _check_size(path, images, size):
+    if images.shape[1:] != tuple(size):
         raise MnistEdgeError(f"{path}: images are {images.shape[1]}x{images.shape[2]} but the model takes "
-                             f"{model.input_shape[1]}x{model.input_shape[2]}")
+                             f"{size[0]}x{size[1]}")
 
 
 def refuse_test_split(path, role, labels=None, dataset=None):
@@ -232,7 +246,7 @@ def export_saved_model(model, directory):
 
 
 def convert_saved_model(saved_model, fmt, calib_images=None):
-    """TFLite bytes of one format; int8 calibrates on ``calib_images`` (uint8 (N,H,W))."""
+    """TFLite bytes of one format; int8 and w8a16 calibrate on ``calib_images`` (uint8 (N,H,W))."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
@@ -240,11 +254,12 @@ def convert_saved_model(saved_model, fmt, calib_images=None):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if fmt == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if fmt == "int8":
+    if fmt in ("int8", "w8a16"):
         # Per-channel weight scales are the converter's default; inputs are pixels/255 as in training.
         converter.representative_dataset = lambda: ([to_model_input(img[None])] for img in calib_images)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = converter.inference_output_type = tf.int8
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if fmt == "int8" else
+                                               tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8 if fmt == "int8" else tf.int16
     try:
         with quiet_native_output():
             return bytes(converter.convert())
@@ -252,29 +267,3 @@ def convert_saved_model(saved_model, fmt, calib_images=None):
         raise MnistEdgeError(f"the TFLite converter failed: {first_line(e)}") from None
 
 
-def format_table(reports):
-    """The verification table: one row per format, then each file's op list.
-
-    same: images whose digit set matches Keras; sure: the same among images Keras is sure of.
-    """
-    rows = [f"{'format':8} {'size KB':>8} {'int-only':>8}  {'input':24} {'output':24} "
-            f"{'max|dp|':>8} {'mean|dp|':>8} {'same':>6} {'sure':>6} {'dF1':>7}  status"]
-    for r in reports:
-        s, a = r.get("structure"), r.get("agreement")
-        size = r.get("size_bytes") or (s["size_bytes"] if s else 0)
-        integer = ("yes" if s["fully_integer"] else "no") if s else "-"
-        inp, out = (_io_text(s["quantization"][k]) for k in ("input", "output")) if s else ("-", "-")
-        diffs = (f"{a['max_abs_diff']:8.2g} {a['mean_abs_diff']:8.2g} {a['identical_sets']:6.1%} "
-                 f"{a['identical_sets_confident']:6.1%} {a['macro_f1'] - a['macro_f1_keras']:+7.4f}"
-                 if a else f"{'-':>8} {'-':>8} {'-':>6} {'-':>6} {'-':>7}")
-        status = "FAILED" if "error" in r else f"ok -> {r['path']}"
-        rows.append(f"{r['format']:8} {size / 1024:8.1f} {integer:>8}  {inp:24} {out:24} {diffs}  {status}")
-    for r in reports:
-        if r.get("structure"):
-            ops = r["structure"]["ops"]
-            rows.append(f"ops {r['format']}: " + ", ".join(f"{n}x{c}" if c > 1 else n for n, c in ops.items()))
-    return "\n".join(rows)
-
-
-def _io_text(q):
-    return q["dtype"] if q["dtype"].startswith("float") else f"{q['dtype']} s={q['scale']:.4g} zp={q['zero_point']}"

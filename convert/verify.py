@@ -7,7 +7,8 @@ delegates, as on a device. (Its XNNPACK int8 kernels round a few in 10^4 conv ou
 the reference kernels, which tflite-runtime 2.14 matches bit for bit; the sigmoid can magnify
 that to ~10/256 on <1% of scores. The bounds below absorb it.)
 
-Agreement is measured on validation images against the Keras model: max and mean |Δp| of the
+Agreement is measured on validation images against the Keras model (in `mnist-edge quantize`,
+which has no Keras, against the float32 file it quantizes): max and mean |Δp| of the
 probabilities; the fraction of images whose predicted digit set is identical, the Keras thresholds
 applied to both (the conversion's own effect; with the file's re-tuned thresholds it is recorded
 too); and the macro-F1 drop, each model with its own thresholds. Bounds, per format, with what was
@@ -32,6 +33,12 @@ threshold in a well-trained model, so its figures are better):
   0.004-0.008, bound 0.02 (the "silent accuracy collapse"). The file must also be fully integer (no tensor of a floating type
   read or written by any op, int8 input and output) with input scale 1/255 and zero point -128,
   so that q = pixel - 128 exactly.
+- w8a16: int8 weights, int16 activations: the weights' rounding dominates (the report shows int16
+  tensors 17-95 of their steps off), so it is about 5 dB better than int8, not 48. Mean |Δp|
+  measured 4e-4 (shipped model) to 7e-4 (tiny models), bound 0.01; macro-F1 drop measured
+  -0.001 to 0.0003, bound 0.01; confident images >= 99% identical, as int8. Fully integer with
+  int16 input and output, zero point 0, input scale 1/32767 (pixels 0..255 span the range).
+Both quantizers (TFLiteConverter, LiteRT Quantizer) are held to the same bounds per format.
 """
 from typing import NamedTuple
 
@@ -45,9 +52,20 @@ BOUNDS = {
     "float16": {"max_abs_diff": 1e-2, "identical_sets": 0.99},
     "dynamic": {"mean_abs_diff": 0.01, "identical_sets_confident": 0.99},
     "int8": {"mean_abs_diff": 0.02, "identical_sets_confident": 0.99, "macro_f1_drop": 0.02},
+    "w8a16": {"mean_abs_diff": 0.01, "identical_sets_confident": 0.99, "macro_f1_drop": 0.01},
+}
+# Formats whose files must be fully integer, and the type of their input and output.
+INTEGER_IO = {"int8": "int8", "w8a16": "int16"}
+# Layers seen left in float by a quantizer, and what to use instead (the error names them).
+FIXES = {
+    "REDUCE_MAX": "a GlobalMaxPooling2D head, which LiteRT Quantizer cannot quantize: use MaxPooling2D over the "
+                  "whole map + GlobalAveragePooling2D, or --quantizer converter",
+    "SHAPE": "Flatten/Reshape of a dynamic batch, whose shape LiteRT Quantizer reads from a float copy: squeeze "
+             "a 1x1 map with GlobalAveragePooling2D instead",
 }
 # An image is "confident" when every Keras score lies at least this far from its threshold.
 CONFIDENT_MARGIN = 0.05
+QUANTIZED_TYPES = {"INT4", "INT8", "UINT8", "INT16", "FLOAT16"}  # types only a quantized file holds
 FLOAT_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16", "COMPLEX64", "COMPLEX128"}
 
 
@@ -75,10 +93,13 @@ def inspect(model_bytes):
         "ops": dict(sorted(ops.items())),
         "float_ops": sorted(float_ops),
         "fully_integer": not float_ops and not any(n.startswith("CUSTOM") for n in ops)
-        and io["input"]["dtype"] == io["output"]["dtype"] == "int8",
+        and io["input"]["dtype"] == io["output"]["dtype"] in INTEGER_IO.values(),
         "per_channel": any(len(t.quantization.scale) > 1 for g in model.subgraphs for t in g.tensors
                            if t.quantization is not None and t.quantization.scale is not None),
         "quantization": io,
+        "input_shape": [int(d) for d in main.tensors[main.inputs[0]].shape],
+        "quantized_types": sorted({fbu.type_to_name(t.type) for g in model.subgraphs for t in g.tensors}
+                                  & QUANTIZED_TYPES),
     }
 
 
@@ -100,7 +121,7 @@ class Reference(NamedTuple):
     images: np.ndarray      # uint8 (N,H,W): the validation set, for threshold tuning
     labels: np.ndarray      # uint8 (N,10)
     subset: np.ndarray      # indices of the images compared with Keras
-    keras: np.ndarray       # Keras probabilities on images[subset]
+    keras: np.ndarray       # Keras probabilities on images[subset] (quantize: the float32 file's)
     thresholds: np.ndarray  # the Keras model's thresholds
 
 
@@ -150,17 +171,22 @@ def agreement(ref, val_scores, thresholds):
 def problems(fmt, structure, agree):
     """Why this file must not ship ([] when it may)."""
     found = []
-    if fmt == "int8":
+    if fmt in INTEGER_IO:
         q = structure["quantization"]
         if not structure["fully_integer"]:
             custom = [n for n in structure["ops"] if n.startswith("CUSTOM")]
+            left = [n for n in structure["float_ops"] if n not in ("QUANTIZE", "DEQUANTIZE")]
+            fixes = "; ".join(f"{n} is {FIXES[n]}" for n in left if n in FIXES)
             found.append(f"not fully integer: {', '.join(structure['float_ops']) or 'no op'} read or write float "
                          f"tensors{', custom ops ' + ', '.join(custom) if custom else ''}, input "
-                         f"{q['input']['dtype']}, output {q['output']['dtype']} (a layer has no int8 TFLite "
-                         "builtin kernel; replace it)")
-        elif abs(q["input"]["scale"] * 255 - 1) > 1e-3 or q["input"]["zero_point"] != -128:
+                         f"{q['input']['dtype']}, output {q['output']['dtype']} ({', '.join(left) or 'a layer'} got "
+                         f"no {INTEGER_IO[fmt]} kernel from this quantizer; {fixes or 'replace that layer'})")
+        elif fmt == "int8" and (abs(q["input"]["scale"] * 255 - 1) > 1e-3 or q["input"]["zero_point"] != -128):
             found.append(f"input quantization scale {q['input']['scale']:.6g}, zero point {q['input']['zero_point']} "
                          "instead of 1/255, -128: the calibration images do not span pixel values 0..255")
+        elif fmt == "w8a16" and (abs(q["input"]["scale"] * 32767 - 1) > 1e-3 or q["input"]["zero_point"] != 0):
+            found.append(f"input quantization scale {q['input']['scale']:.6g}, zero point {q['input']['zero_point']} "
+                         "instead of 1/32767, 0: the calibration images do not span pixel values 0..255")
     if agree["non_finite"]:
         found.append(f"{agree['non_finite']} validation images get NaN or infinite scores")
     for key, bound in BOUNDS[fmt].items():

@@ -178,5 +178,7 @@ def _output_converter(detail):
     if detail["dtype"] == np.float32:
         return lambda out: out
     scale, zero = detail["quantization"]
+    if np.dtype(detail["dtype"]).itemsize > 1:  # int16 (w8a16): too many codes for a table
+        return lambda out: ((out.astype(np.float64) - zero) * scale).astype(np.float32)
     table = ((np.arange(256, dtype=np.uint8).view(detail["dtype"]).astype(np.float64) - zero) * scale).astype(np.float32)
     return lambda out: table.take(out.view(np.uint8))

@@ -23,7 +23,7 @@ RUNTIMES = {
     "tensorflow": ("tensorflow", "tensorflow"),  # Interpreter under .lite, OpResolverType under .lite.experimental
 }
 KERAS_SUFFIXES = (".keras", ".h5")  # what `mnist-edge train` and Keras write; `convert` turns them into .tflite
-IO_DTYPES = (np.float32, np.int8, np.uint8)  # tensor types the Classifier can feed and read
+IO_DTYPES = (np.float32, np.int8, np.uint8, np.int16)  # tensor types the Classifier can feed and read (int16: w8a16)
 # The interpreter for 32-bit ARM and Python 3.9: frozen at 2.14, built against numpy 1.
 TFLITE_RUNTIME_INSTALL = 'pip install "numpy<2" "tflite-runtime==2.14.0"'
 
@@ -129,6 +129,6 @@ def check_signature(interpreter, model_path):
     for role, detail in (("input", inputs[0]), ("output", outputs[0])):
         if detail["dtype"] not in IO_DTYPES:
             raise MnistEdgeError(f"{model_path}: {role} type {np.dtype(detail['dtype']).name} is not supported "
-                                 "(float32, int8 or uint8)")
+                                 "(float32, int8, uint8 or int16)")
         if detail["dtype"] != np.float32 and not detail["quantization"][0] > 0:
             raise MnistEdgeError(f"{model_path}: {role} is {np.dtype(detail['dtype']).name} without a quantization scale")

@@ -124,7 +124,8 @@ def run_interpreter(interpreter, images):
 
 def test_every_format_is_written_verified_and_tabled(converted):
     out, output = converted
-    assert sorted(p.name for p in out.iterdir()) == sorted([".mnist-edge.lock", *(f"model_{f}.tflite" for f in FORMATS)])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [".mnist-edge.lock", *(f"model_{f}.tflite" for f in FORMATS), "quant_report.json", "quant_report.md"])
     for fmt in FORMATS:
         row = next(line for line in output.splitlines() if line.startswith(fmt + " "))
         assert "ok -> " in row, output
@@ -348,7 +349,7 @@ def test_empty_calibration_or_validation_set_is_refused(run_dir, tmp_path):
     from edge_runtime.dataset_file import save_labelled_npz
 
     save_labelled_npz(tmp_path / "empty.npz", np.zeros((0, 64, 64), np.uint8), np.zeros((0, 10), np.uint8))
-    for option, role in (("--calib", "int8 calibration"), ("--val", "verification and threshold tuning")):
+    for option, role in (("--calib", "calibration"), ("--val", "verification and threshold tuning")):
         result = cli(run_dir, "--out", tmp_path / "out", option, tmp_path / "empty.npz")
         assert result.exit_code == 1 and result.output.strip() == (
             f"Error: {tmp_path / 'empty.npz'}: holds no images, so it cannot serve for {role}; pass a file with images")

@@ -15,6 +15,7 @@ COMMANDS = {
     "data": "train.data_command:data_command",
     "train": "train.train_command:train_command",
     "convert": "convert.cli:convert_command",
+    "quantize": "convert.quantize:quantize_command",
     "infer": "edge_runtime.cli:infer_command",
     "bench": "benchmarks.cli:bench_command",
     "pipeline": "train.pipeline:pipeline_command",
@@ -50,4 +51,6 @@ def main():
       mnist-edge bench models/model_float32.tflite models/model_int8.tflite --data data/test.npz
       mnist-edge infer photo.png       # uses the int8 model shipped with the package
     Or all but the last in one go:  mnist-edge pipeline --out runs/pipeline
+    On a device without TensorFlow, int8 from a float32 file (pip install "mnist-edge[quantize]"):
+      mnist-edge quantize model_float32.tflite --calib val.npz --out models/
     """

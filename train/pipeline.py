@@ -5,7 +5,7 @@ check and message is shared), writing into one folder:
 
     OUT/data/    train.npz val.npz test.npz dataset.json preview.png   (mnist-edge data)
     OUT/run/     model.keras metadata.json history.csv                 (mnist-edge train)
-    OUT/models/  model_float32.tflite model_int8.tflite                (mnist-edge convert)
+    OUT/models/  model_float32.tflite model_int8.tflite quant_report.json/.md (mnist-edge convert)
     OUT/bench/   report.md report.json report.csv *.png                (mnist-edge bench)
     OUT/report.md                                                      (copy of bench/report.md)
     OUT/pipeline.json                                                  (options and finished stages)
