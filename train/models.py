@@ -62,7 +62,7 @@ def _edge_cnn(x):
     - Head: a 1x1 conv gives 10 class logits per location and a max over the whole map keeps each
       class's best location: "this digit is somewhere in the image", translation invariant, any
       number of digits at once, no Flatten->Dense that ties a digit to one position (seed-cnn's 1.6 M).
-    - Ops: Conv2D, DepthwiseConv2D, ReLU6, max-pool, reshape, logistic only, all int8 TFLite builtins;
+    - Ops: Conv2D, DepthwiseConv2D, ReLU6, max-pool, mean, logistic only, all int8 TFLite builtins;
       BatchNormalization folds into the preceding conv at conversion (hence use_bias=False there);
       its momentum is 0.9 so the inference statistics keep up with a high learning rate.
     - Cost at 64x64: ~7.1 M multiply-adds and ~79 k parameters, against ~18 M and ~1.6 M for seed-cnn.
@@ -73,10 +73,12 @@ def _edge_cnn(x):
         x = _bn_relu(layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x))
         x = _bn_relu(layers.Conv2D(filters, 1, use_bias=False)(x))
     x = layers.Conv2D(NUM_CLASSES, 1, name="class_maps")(x)
-    # Global max as a MaxPooling2D over the whole map (MAX_POOL_2D + RESHAPE in TFLite): both the
-    # converter and LiteRT Quantizer keep that int8, while LiteRT Quantizer has no int8 REDUCE_MAX.
+    # Global max as a MaxPooling2D over the whole map, then an average over the 1x1 result (an exact
+    # squeeze): MAX_POOL_2D + MEAN, which both the converter and LiteRT Quantizer keep int8. LiteRT
+    # Quantizer has no int8 REDUCE_MAX (GlobalMaxPooling2D), and Flatten exports SHAPE/PACK/RESHAPE
+    # for the unknown batch size, whose SHAPE it feeds a float copy.
     x = layers.MaxPooling2D(pool_size=x.shape[1:3], name="global_max")(x)
-    return layers.Flatten()(x)
+    return layers.GlobalAveragePooling2D(name="squeeze")(x)
 
 
 def _bn_relu(x):
