@@ -11,9 +11,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import MnistEdgeError
-from .interpreter import load_interpreter, read_model_bytes
-from .metadata import read_metadata
+from .errors import MnistEdgeError, first_line
+from .input_files import shown
+from .interpreter import check_threads, load_interpreter, read_model_bytes
+from .metadata import check_metadata, read_metadata
 from .metrics import DEFAULT_THRESHOLD
 from .model_contract import NUM_CLASSES, PREPROCESSING
 
@@ -51,16 +52,17 @@ class Classifier:
     """
 
     def __init__(self, model=None, num_threads=None, runtime="auto", use_xnnpack=True, thresholds=None):
+        if model is not None and os.fspath(model) in ("", b""):
+            raise MnistEdgeError("empty model file name; pass a .tflite file, or no model for the shipped one")
         self.model_path = Path(model) if model is not None else default_model_path("int8")
-        self.num_threads = int(os.cpu_count() or 1) if num_threads is None else int(num_threads)
-        if self.num_threads < 1:
-            raise MnistEdgeError(f"num_threads must be at least 1, got {num_threads}")
+        self.num_threads = check_threads(int(os.cpu_count() or 1) if num_threads is None else num_threads)
         content = read_model_bytes(self.model_path)  # read once: the interpreter and the metadata share it
         self.interpreter, self.runtime_name, self.runtime_version = load_interpreter(
             self.model_path, self.num_threads, runtime, use_xnnpack, model_content=content)
         self.input_details = self.interpreter.get_input_details()[0]
         self.output_details = self.interpreter.get_output_details()[0]
         self.metadata = read_metadata(content, source=self.model_path) or {}
+        check_metadata(self.metadata, self.input_details, self.output_details, self.model_path)
         self.input_shape = tuple(int(n) for n in self.input_details["shape"][1:3])
         self.thresholds = _thresholds(self.metadata.get("thresholds") if thresholds is None else thresholds)
         in_type = np.dtype(self.input_details["dtype"])
@@ -92,13 +94,26 @@ class Classifier:
             return np.zeros((0, NUM_CLASSES), np.float32)
         with self._lock:
             if len(x) != self._batch:
-                self.interpreter.resize_tensor_input(self._in_index, x.shape)
-                self.interpreter.allocate_tensors()
-                self._batch = len(x)
-            self.interpreter.set_tensor(self._in_index, x)
-            self.interpreter.invoke()
-            out = self.interpreter.get_tensor(self._out_index)
+                self._resize(x.shape)
+            try:
+                self.interpreter.set_tensor(self._in_index, x)
+                self.interpreter.invoke()
+                out = self.interpreter.get_tensor(self._out_index)
+            except (RuntimeError, ValueError, MemoryError) as e:  # a corrupt model that passed every check
+                self._batch = None  # the tensors may be half-resized: resize on the next call
+                raise MnistEdgeError(f"{shown(self.model_path)}: the interpreter failed to run this model "
+                                     f"({first_line(e)})") from None
         return self._to_float(out)
+
+    def _resize(self, shape):
+        try:
+            self.interpreter.resize_tensor_input(self._in_index, shape)
+            self.interpreter.allocate_tensors()
+        except (RuntimeError, ValueError, MemoryError) as e:
+            self._batch = None
+            raise MnistEdgeError(f"{shown(self.model_path)}: the interpreter cannot take a batch of "
+                                 f"{shape[0]} ({first_line(e)})") from None
+        self._batch = shape[0]
 
     def _prepare(self, images):
         """Any accepted layout and type -> (N,H,W,1) in the input tensor's type."""

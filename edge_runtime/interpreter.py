@@ -2,16 +2,18 @@
 
 The interpreter packages are tried in the order a device is likely to have them; TensorFlow is only
 the last resort and is imported by name at call time, so importing ``edge_runtime`` never pulls it in.
-tflite-runtime builds models without verifying them and crashes the process on a truncated file, so
-every file is first checked, in Python, by ``edge_runtime.flatbuffer.verify``.
+tflite-runtime builds models without verifying them and crashes the process on a truncated file or
+a stride of 0, so every file is first checked, in Python, by ``edge_runtime.model_check``.
 """
 import importlib
-from pathlib import Path
+import numbers
+import os
 
 import numpy as np
 
 from .errors import MnistEdgeError, first_line
-from .flatbuffer import verify
+from .input_files import MAX_MODEL_BYTES, read_regular, shown
+from .model_check import check_model
 from .model_contract import NUM_CLASSES
 
 # runtime name -> (module holding Interpreter and OpResolverType, package whose __version__ we report)
@@ -21,6 +23,18 @@ RUNTIMES = {
     "tensorflow": ("tensorflow", "tensorflow"),  # Interpreter under .lite, OpResolverType under .lite.experimental
 }
 IO_DTYPES = (np.float32, np.int8, np.uint8)  # tensor types the Classifier can feed and read
+# Interpreter threads: ai-edge-litert crashes (SIGSEGV) at 100,000 and a pool of thousands spins for
+# minutes on a small CPU; more than 4 per core never helps a model this size.
+MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
+
+
+def check_threads(num_threads):
+    """``num_threads`` as an int in 1..MAX_THREADS (TypeError for a non-integer, MnistEdgeError out of range)."""
+    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral):
+        raise TypeError(f"num_threads must be an integer, got {num_threads!r}")
+    if not 1 <= num_threads <= MAX_THREADS:
+        raise MnistEdgeError(f"num_threads must be between 1 and {MAX_THREADS}, got {num_threads}")
+    return int(num_threads)
 
 
 def import_runtime(runtime="auto"):
@@ -52,42 +66,39 @@ def load_interpreter(model_path, num_threads, runtime="auto", use_xnnpack=True, 
     XNNPACK. Every problem with the file is a one-line MnistEdgeError naming it. ``model_content``:
     the file's bytes from ``read_model_bytes``, when the caller has them already.
     """
+    num_threads = check_threads(num_threads)
+    if not isinstance(use_xnnpack, bool):
+        raise TypeError(f"use_xnnpack must be True or False, got {use_xnnpack!r}")
     data = read_model_bytes(model_path) if model_content is None else model_content
     interpreter_class, resolver, name, version = import_runtime(runtime)
     resolver_type = resolver.BUILTIN if use_xnnpack else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
-        interpreter = interpreter_class(model_content=data, num_threads=int(num_threads),
+        interpreter = interpreter_class(model_content=data, num_threads=num_threads,
                                         experimental_op_resolver_type=resolver_type)
         interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as e:
-        raise MnistEdgeError(f"{model_path}: {name} cannot load this model ({first_line(e)})") from None
-    check_signature(interpreter, model_path)
+        check_signature(interpreter, model_path)
+    except (ValueError, RuntimeError, MemoryError) as e:  # UnicodeDecodeError (a ValueError): a corrupt tensor name; MemoryError: std::bad_alloc
+        raise MnistEdgeError(f"{shown(model_path)}: {name} cannot load this model ({first_line(e)})") from None
     return interpreter, name, version
 
 
 def read_model_bytes(model_path):
-    """The file's bytes, once they look like a complete TFLite flatbuffer."""
-    path = Path(model_path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise MnistEdgeError(f"{path}: model file not found") from None
-    except IsADirectoryError:
-        raise MnistEdgeError(f"{path}: is a folder, expected a .tflite file") from None
-    except OSError as e:
-        raise MnistEdgeError(f"{path}: cannot read the model ({e.strerror or e})") from None
+    """The file's bytes, read once, once they look like a TFLite model the interpreter can build safely."""
+    data = read_regular(model_path, ".tflite model file", MAX_MODEL_BYTES)
+    path = shown(model_path)
     if not data:
         raise MnistEdgeError(f"{path}: model file is empty")
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise MnistEdgeError(f"{path}: not a TFLite model (no TFL3 identifier at bytes 4-8)")
-    problem = verify(data)
+    problem = check_model(data)
     if problem:
-        raise MnistEdgeError(f"{path}: corrupt or truncated TFLite model ({problem})")
+        raise MnistEdgeError(f"{path}: corrupt or unsupported TFLite model ({problem})")
     return data
 
 
 def check_signature(interpreter, model_path):
     """One (1,H,W,1) image in, 10 scores out, in types the Classifier converts: the toolkit's model contract."""
+    model_path = shown(model_path)
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise MnistEdgeError(f"{model_path}: expected 1 input and 1 output tensor, found {len(inputs)} and {len(outputs)}")
