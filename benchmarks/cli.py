@@ -4,12 +4,14 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.cli_options import comma_list
-from edge_runtime.interpreter import RUNTIMES
+from edge_runtime.cli_options import FiniteFloatRange, comma_list
+from edge_runtime.interpreter import MAX_THREADS, RUNTIMES
 
 from .bench import DEFAULTS, run_benchmark
 from .gate import GateFailed, check_gate
 from .report import summary_table, write_reports
+
+MAX_BENCH_BATCH = 1 << 14  # images per timed batch: 64 MB of 64x64 images, far past where throughput levels off
 
 
 def _int_list(ctx, param, value):
@@ -19,6 +21,9 @@ def _int_list(ctx, param, value):
     items = comma_list(value, int, f"expected comma-separated integers such as 1,2, got {value!r}")
     if not items or min(items) < 1:
         raise click.BadParameter(f"expected positive integers, got {value!r}")
+    limit = {"threads": MAX_THREADS, "batches": MAX_BENCH_BATCH}[param.name]
+    if max(items) > limit:
+        raise click.BadParameter(f"at most {limit}, got {max(items)}")
     return tuple(dict.fromkeys(items))
 
 
@@ -45,9 +50,9 @@ def _int_list(ctx, param, value):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               show_default="./bench-<UTC timestamp>",
               help="Folder for report.md, report.json, report.csv and the PNG plots.")
-@click.option("--max-f1-drop", type=click.FloatRange(min=0), default=None,
+@click.option("--max-f1-drop", type=FiniteFloatRange(min=0), default=None,
               help="Release gate: fail if any digit's F1 falls more than this below the first model's.")
-@click.option("--min-macro-f1", type=click.FloatRange(0, 1), default=None,
+@click.option("--min-macro-f1", type=FiniteFloatRange(0, 1), default=None,
               help="Release gate: fail if any model's macro-F1 is below this.")
 def bench_command(models, data, runs, warmup, rounds, threads, batches, runtime, no_xnnpack, no_memory, out,
                   max_f1_drop, min_macro_f1):

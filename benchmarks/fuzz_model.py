@@ -74,8 +74,10 @@ def fuzz(model, count=6000, runtime="auto", seed=0, timeout=30.0, jobs=2, say=pr
                 path.write_bytes(mutated)
                 pid = os.fork()
                 if pid == 0:
+                    sys.stderr = os.fdopen(os.dup(2), "w")  # tracebacks only; the runtime's C++ logs go to null
                     devnull = os.open(os.devnull, os.O_WRONLY)
                     os.dup2(devnull, 1)
+                    os.dup2(devnull, 2)
                     _child(str(path), runtime, images)
                 running[pid] = (i, offset, byte, time.monotonic(), path)
             _reap(running, counts, bad, timeout)

@@ -1,4 +1,6 @@
 """Parsing shared by the commands' options (click only, so any command may use it on the device)."""
+import math
+
 import click
 
 
@@ -24,3 +26,14 @@ class ScaleRange(click.ParamType):
         except ValueError:
             self.fail("expected LOW,HIGH, e.g. 0.6,1.2", param, ctx)
         return [lo, hi]
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange, minus NaN and infinities: NaN compares false with every bound, so
+    FloatRange lets it through, and a gate limit of NaN would pass everything."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number

@@ -13,18 +13,20 @@ Image files (PNG, JPEG, BMP, PGM and anything else Pillow reads) go through one 
 ``.npy`` / ``.npz`` (key ``images``) files hold data, not photos: uint8 (N,H,W) or (H,W) already in
 MNIST polarity (float in [0,1] is scaled to 0..255); they are fitted the same way but never inverted.
 """
-import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import MnistEdgeError
+from .dataset_file import images_as_uint8, load_arrays
+from .errors import MnistEdgeError, first_line
+from .input_files import MAX_PICTURE_BYTES, open_regular, shown
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".pnm", ".ppm", ".pbm"}  # what folders expand to
 ARRAY_SUFFIXES = {".npy", ".npz"}
 LIGHT = 127  # border median above this = light background, so the image is inverted
+MAX_PIXELS = 40_000_000           # a 40-megapixel photo; Pillow's own bomb limit is 89 M (warning) / 179 M
+MAX_DECODED_BYTES = 128 << 20     # pixels x bytes per pixel: a 9000x9000 RGBA PNG of 315 KB would need 324 MB
 
 
 def load_images(inputs, size, errors=None):
@@ -49,7 +51,7 @@ def iter_images(inputs, size):
     """Yield (name, image) or (name, MnistEdgeError) in input order, one file at a time (low memory)."""
     for path, problem in _expand(inputs):
         if problem:
-            yield str(path), MnistEdgeError(f"{path}: {problem}")
+            yield str(path), MnistEdgeError(f"{shown(path)}: {problem}")
             continue
         try:
             if path.suffix.lower() in ARRAY_SUFFIXES:
@@ -73,7 +75,7 @@ def _expand(inputs):
                 yield path, f"folder has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
             yield from ((file, None) for file in files)
         else:
-            yield path, None if path.exists() else "no such file"
+            yield path, None  # reading it says what is wrong (missing, a symlink loop, a FIFO...)
 
 
 def read_gray(path, size=None):
@@ -82,21 +84,37 @@ def read_gray(path, size=None):
     With ``size`` = (H, W), a JPEG decodes straight to gray at the smallest scale still twice that
     size: a phone photo then costs a fraction of the time and memory on a device.
     """
-    try:
-        with warnings.catch_warnings():
-            # Over Image.MAX_IMAGE_PIXELS Pillow only warns; treat it like the error it raises at 2x.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+    with open_picture(path) as f:
+        try:
+            with Image.open(f) as im:
                 if size and im.format == "JPEG" and im.mode in ("L", "RGB"):
                     im.draft("L", (2 * size[1], 2 * size[0]))
+                check_decoded_size(im, path)
                 return _gray(ImageOps.exif_transpose(im))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise MnistEdgeError(f"{path}: image too large, refused as a possible decompression bomb ({e})") from None
-    except MemoryError:
-        raise MnistEdgeError(f"{path}: image too large for memory") from None
-    except Exception as e:  # decoders of malformed files raise many types (OSError, SyntaxError, struct.error...)
-        reason = (str(e).splitlines() or [""])[0] or type(e).__name__
-        raise MnistEdgeError(f"{path}: not a readable image ({reason})") from None
+        except MnistEdgeError:
+            raise
+        except Image.DecompressionBombError as e:
+            raise MnistEdgeError(f"{shown(path)}: image too large, refused as a possible decompression bomb ({e})") from None
+        except MemoryError:
+            raise MnistEdgeError(f"{shown(path)}: image too large for memory") from None
+        except Exception as e:  # decoders of malformed files raise many types (OSError, SyntaxError, struct.error...)
+            raise MnistEdgeError(f"{shown(path)}: not a readable image ({first_line(e)})") from None
+
+
+def open_picture(path):
+    """The picture file, opened only if it is a regular file of sane size (a FIFO would block forever)."""
+    return open_regular(path, "picture file", MAX_PICTURE_BYTES)
+
+
+def check_decoded_size(im, path):
+    """Refuse a picture whose decoded pixels would not fit MAX_DECODED_BYTES, from its header alone
+    (Image.open reads no pixels). Thread-safe, unlike turning Pillow's bomb warning into an error."""
+    width, height = im.size
+    per_pixel = 1 if im.mode in ("1", "L", "P") else 2 if im.mode.startswith("I;16") else 4  # Pillow's storage
+    if width * height > MAX_PIXELS or width * height * per_pixel > MAX_DECODED_BYTES:
+        raise MnistEdgeError(f"{shown(path)}: {width}x{height} {im.mode} picture is too large to decode "
+                             f"(at most {MAX_PIXELS // 10**6} megapixels, {MAX_DECODED_BYTES >> 20} MiB); "
+                             "scale it down first")
 
 
 def _gray(im):
@@ -138,29 +156,13 @@ def fit(image, size, background):
 
 
 def _read_array(path):
-    """uint8 (N,H,W) from a .npy or .npz (``images`` key)."""
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if hasattr(loaded, "files"):  # an .npz archive
-            with loaded:
-                if "images" not in loaded.files:
-                    raise MnistEdgeError(f"{path}: no 'images' array (found: {', '.join(loaded.files) or 'none'})")
-                loaded = loaded["images"]
-    except MnistEdgeError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise MnistEdgeError(f"{path}: not a readable {path.suffix} file ({e})") from None
-    array = loaded
+    """uint8 (N,H,W) from a .npy or .npz (``images`` key), by the data set file's dtype contract."""
+    arrays = load_arrays(path, ("images",))
+    array = arrays.get(None, arrays.get("images"))
+    if array is None:
+        raise MnistEdgeError(f"{shown(path)}: no 'images' array")
     if array.ndim == 2:
         array = array[None]
     if array.ndim != 3:
-        raise MnistEdgeError(f"{path}: images must be (N,H,W) or (H,W) grayscale, got shape {array.shape}")
-    if array.dtype.kind == "f":
-        if not np.isfinite(array).all():
-            raise MnistEdgeError(f"{path}: images contain NaN or infinite values")
-        if array.size and (array.min() < 0 or array.max() > 1):
-            raise MnistEdgeError(f"{path}: float images must lie in [0,1], got {array.min():g}..{array.max():g}")
-        return np.rint(array * 255).astype(np.uint8)
-    if array.dtype != np.uint8:
-        raise MnistEdgeError(f"{path}: images must be uint8 (or float in [0,1]), got {array.dtype}")
-    return array
+        raise MnistEdgeError(f"{shown(path)}: images must be (N,H,W) or (H,W) grayscale, got shape {array.shape}")
+    return images_as_uint8(array, path)
