@@ -64,7 +64,8 @@ class Classifier:
         self.metadata = read_metadata(content, source=self.model_path) or {}
         check_metadata(self.metadata, self.input_details, self.output_details, self.model_path)
         self.input_shape = tuple(int(n) for n in self.input_details["shape"][1:3])
-        self.thresholds = _thresholds(self.metadata.get("thresholds") if thresholds is None else thresholds)
+        self.thresholds = (_thresholds(thresholds) if thresholds is not None else
+                           _thresholds(self.metadata.get("thresholds"), f"{shown(self.model_path)}: metadata thresholds"))
         in_type = np.dtype(self.input_details["dtype"])
         self.model_format = self.metadata.get("format") or ("float32" if in_type == np.float32 else in_type.name)
         # Pre-computed for the hot path.
@@ -140,7 +141,7 @@ class Classifier:
         return x[..., None]
 
 
-def _thresholds(value):
+def _thresholds(value, what="thresholds"):
     """One threshold per digit from None (0.5), one number, or ten numbers, each in [0,1]."""
     try:
         t = np.array(DEFAULT_THRESHOLD if value is None else value, dtype=np.float32)
@@ -149,7 +150,7 @@ def _thresholds(value):
     if t is not None and t.ndim == 0:
         t = np.full(NUM_CLASSES, t)
     if t is None or t.shape != (NUM_CLASSES,) or not np.all((t >= 0) & (t <= 1)):
-        raise MnistEdgeError(f"thresholds must be one number or {NUM_CLASSES} numbers in [0,1], got {value!r}")
+        raise MnistEdgeError(f"{what} must be one number or {NUM_CLASSES} numbers in [0,1], got {value!r}")
     return t
 
 

@@ -84,7 +84,7 @@ def test_bad_thresholds_are_refused(models, bad):
 
 
 def test_bad_thread_count_is_refused(models):
-    with pytest.raises(MnistEdgeError, match="num_threads must be at least 1"):
+    with pytest.raises(MnistEdgeError, match="num_threads must be between 1 and"):
         Classifier(models["int8"], num_threads=0)
 
 
