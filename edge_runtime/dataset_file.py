@@ -35,10 +35,11 @@ def npz_errors(path, kind=".npz"):
         raise MnistEdgeError(f"{shown(path)}: too large for memory") from None
 
 
-def load_arrays(path, keys=None):
+def load_arrays(path, keys=None, required=()):
     """{name: array} from a .npy (name None) or .npz file, each array's header checked before it loads.
 
-    ``keys``: the .npz members wanted (others are not read). One-line errors name the file.
+    ``keys``: the .npz members wanted (others are not read); an .npz without one of ``required``
+    is refused, naming the arrays it has. One-line errors name the file.
     """
     kind = ".npz" if str(path).lower().endswith(".npz") else ".npy"
     with npz_errors(path, kind), open_regular(path, "array file (.npz or .npy)", MAX_ARRAY_BYTES) as f:
@@ -50,6 +51,10 @@ def load_arrays(path, keys=None):
         f.seek(0)
         with zipfile.ZipFile(f) as archive:
             names = [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
+            for key in required:
+                if key not in names:
+                    raise MnistEdgeError(f"{shown(path)}: no '{key}' array (found: {', '.join(names) or 'none'}); "
+                                         "data sets are written by `mnist-edge data`")
             arrays = {}
             for name in names if keys is None else [k for k in keys if k in names]:
                 with archive.open(f"{name}.npy") as member:
@@ -97,15 +102,9 @@ def save_labelled_npz(path, images, labels):
 
 def load_labelled_npz(path, require_labels=True):
     """Read and validate a data set file; every problem becomes a one-line MnistEdgeError."""
-    arrays = load_arrays(path, ("images", "labels"))
+    arrays = load_arrays(path, ("images", "labels"), ("images", "labels") if require_labels else ("images",))
     if None in arrays:
         raise MnistEdgeError(f"{shown(path)}: a single array, expected a data set .npz; write one with `mnist-edge data`")
-    if "images" not in arrays:
-        raise MnistEdgeError(f"{shown(path)}: no 'images' array (found: {sorted(arrays) or 'none'}); "
-                             "write data sets with `mnist-edge data`")
-    if require_labels and "labels" not in arrays:
-        raise MnistEdgeError(f"{shown(path)}: no 'labels' array; "
-                             "a labelled set needs images and labels, as `mnist-edge data` writes")
     images, labels = arrays["images"], arrays.get("labels")
     if labels is not None:
         _check(images, labels, path)

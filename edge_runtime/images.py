@@ -67,6 +67,9 @@ def iter_images(inputs, size):
 def _expand(inputs):
     """(path, problem or None) in order, a folder replaced by its image files, sorted."""
     for given in [inputs] if isinstance(inputs, (str, Path)) else inputs:
+        if given == "":  # Path("") is the current folder
+            yield given, "empty file name"
+            continue
         path = Path(given)
         if path.is_dir():
             files = sorted(p for p in path.iterdir()
@@ -93,6 +96,8 @@ def read_gray(path, size=None):
                 return _gray(ImageOps.exif_transpose(im))
         except MnistEdgeError:
             raise
+        except Image.UnidentifiedImageError:  # its message shows the file object, not the name
+            raise MnistEdgeError(f"{shown(path)}: not a readable image (cannot identify image file)") from None
         except Image.DecompressionBombError as e:
             raise MnistEdgeError(f"{shown(path)}: image too large, refused as a possible decompression bomb ({e})") from None
         except MemoryError:
@@ -157,10 +162,8 @@ def fit(image, size, background):
 
 def _read_array(path):
     """uint8 (N,H,W) from a .npy or .npz (``images`` key), by the data set file's dtype contract."""
-    arrays = load_arrays(path, ("images",))
+    arrays = load_arrays(path, ("images",), ("images",))
     array = arrays.get(None, arrays.get("images"))
-    if array is None:
-        raise MnistEdgeError(f"{shown(path)}: no 'images' array")
     if array.ndim == 2:
         array = array[None]
     if array.ndim != 3:

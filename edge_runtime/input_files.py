@@ -59,7 +59,7 @@ def read_regular(path, what="file", max_bytes=None):
 
 def _reason(error, what):
     if error.errno == errno.ENOENT:
-        return f"no such {what}"
+        return "no such file"
     if error.errno == errno.ELOOP:
         return "symbolic link loop (the link points back at itself)"
     if error.errno == errno.EACCES:

@@ -23,9 +23,9 @@ RUNTIMES = {
     "tensorflow": ("tensorflow", "tensorflow"),  # Interpreter under .lite, OpResolverType under .lite.experimental
 }
 IO_DTYPES = (np.float32, np.int8, np.uint8)  # tensor types the Classifier can feed and read
-# Interpreter threads: ai-edge-litert crashes (SIGSEGV) at 100,000 and a pool of thousands spins for
-# minutes on a small CPU; more than 4 per core never helps a model this size.
-MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
+# Interpreter threads: ai-edge-litert crashes (SIGSEGV) at 100,000, and tflite-runtime's pool spins, so
+# thousands of threads on a small CPU run for minutes; more than 4 per core never helps a model this size.
+MAX_THREADS = 4 * (os.cpu_count() or 1)
 
 
 def check_threads(num_threads):
@@ -92,7 +92,7 @@ def read_model_bytes(model_path):
         raise MnistEdgeError(f"{path}: not a TFLite model (no TFL3 identifier at bytes 4-8)")
     problem = check_model(data)
     if problem:
-        raise MnistEdgeError(f"{path}: corrupt or unsupported TFLite model ({problem})")
+        raise MnistEdgeError(f"{path}: corrupt or truncated TFLite model ({problem})")
     return data
 
 

@@ -45,7 +45,7 @@ def test_mutated_models_are_refused_before_the_interpreter(tmp_path, field, valu
     struct.pack_into(fmt, data, pos, value)
     path = tmp_path / "bad.tflite"
     path.write_bytes(data)
-    with pytest.raises(MnistEdgeError, match=r"bad\.tflite: corrupt or unsupported TFLite model \(subgraph 0"):
+    with pytest.raises(MnistEdgeError, match=r"bad\.tflite: corrupt or truncated TFLite model \(subgraph 0"):
         read_model_bytes(path)
     with pytest.raises(MnistEdgeError, match="bad.tflite"):  # through the Classifier, on this venv's runtime
         Classifier(path, num_threads=1)
