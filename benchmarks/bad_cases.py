@@ -68,7 +68,6 @@ def api_cases(model):
         "predict strings": (f"Classifier({m}).predict(['a', 'b'])", "images"),
         "predict 5-d": (f"Classifier({m}).predict(np.zeros((1, 1, 64, 64, 1), np.uint8))", "images"),
         "predict None": (f"Classifier({m}).predict(None)", "images"),
-        "load_images size 0": ("load_images([], (0, 0))", "size"),
         "load_images /dev/zero": ("load_images(['/dev/zero'], (64, 64))", "/dev/zero"),
     }
     return [(f"api {name}", ["-c", head + code + tail], (needle,)) for name, (code, needle) in calls.items()]

@@ -42,7 +42,7 @@ def load_arrays(path, keys=None, required=()):
     is refused, naming the arrays it has. One-line errors name the file.
     """
     kind = ".npz" if str(path).lower().endswith(".npz") else ".npy"
-    with npz_errors(path, kind), open_regular(path, "array file (.npz or .npy)", MAX_ARRAY_BYTES) as f:
+    with npz_errors(path, kind), open_regular(path, "NumPy .npz or .npy file", MAX_ARRAY_BYTES) as f:
         if not zipfile.is_zipfile(f):
             f.seek(0)
             _check_header(f, path, "array")

@@ -68,7 +68,7 @@ def _expand(inputs):
     """(path, problem or None) in order, a folder replaced by its image files, sorted."""
     for given in [inputs] if isinstance(inputs, (str, Path)) else inputs:
         if given == "":  # Path("") is the current folder
-            yield given, "empty file name"
+            yield "''", "empty file name"
             continue
         path = Path(given)
         if path.is_dir():

@@ -74,7 +74,7 @@ def test_non_regular_files_are_refused_without_blocking(tmp_path):
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
     for call, what in ((lambda: Classifier(fifo), ".tflite model file"), (lambda: read_gray(fifo), "picture file"),
-                       (lambda: load_labelled_npz(fifo), "array file")):
+                       (lambda: load_labelled_npz(fifo), "NumPy .npz or .npy file")):
         with pytest.raises(MnistEdgeError, match=f"pipe.png: not a regular file \\(a FIFO\\); expected a {what}"):
             call()
     with pytest.raises(MnistEdgeError, match="/dev/zero: not a regular file"):
