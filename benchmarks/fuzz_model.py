@@ -34,7 +34,7 @@ def mutations(data, count, seed):
 
 def _child(path, runtime, images):
     """Load and run one mutated model; the exit status says how it went (``_EXIT``)."""
-    from edge_runtime.classifier import Classifier
+    from edge_runtime.classifier import Classifier  # imported by the parent already: free
     from edge_runtime.errors import MnistEdgeError
     try:
         clf = Classifier(path, num_threads=1, runtime=runtime)
@@ -57,6 +57,7 @@ def _outcome(status):
 
 def fuzz(model, count=6000, runtime="auto", seed=0, timeout=30.0, jobs=2, say=print):
     """Counts per outcome and the (offset, byte, outcome) of every signal, exception and hang."""
+    import edge_runtime.classifier  # noqa: F401 - imported once here, so every child starts ready
     from edge_runtime.interpreter import import_runtime
     data = Path(model).read_bytes()
     runtime = import_runtime(runtime)[2]  # import it before forking, once
