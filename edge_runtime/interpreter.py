@@ -77,7 +77,8 @@ def load_interpreter(model_path, num_threads, runtime="auto", use_xnnpack=True, 
                                         experimental_op_resolver_type=resolver_type)
         interpreter.allocate_tensors()
         check_signature(interpreter, model_path)
-    except (ValueError, RuntimeError, MemoryError) as e:  # UnicodeDecodeError (a ValueError): a corrupt tensor name; MemoryError: std::bad_alloc
+    except (ValueError, RuntimeError, MemoryError) as e:
+        # UnicodeDecodeError (a ValueError): a corrupt tensor name; MemoryError: C++ std::bad_alloc
         raise MnistEdgeError(f"{shown(model_path)}: {name} cannot load this model ({first_line(e)})") from None
     return interpreter, name, version
 
