@@ -75,9 +75,10 @@ def api_cases(model):
 
 def workstation_cases(model, data, work):
     """The training-side commands on bad options and files (owned by the workstation items of issue 17;
-    kept few and fast: each fails before training, or trains one tiny epoch)."""
-    run, file_ = work / "run", work / "arrays" / "good.npz"
-    wide = work / "arrays" / "int16set"
+    kept few and fast: each should fail before training or converting)."""
+    run, file_, arrays = work / "run", work / "arrays" / "good.npz", work / "arrays"
+    tiny, keras = arrays / "tinyset", run / "tiny.keras"
+    convert = ("convert", keras, "--val", tiny / "val.npz", "--formats", "int8")
     return [
         ("workstation data --train 100000000", cli("data", work / "d1", "--train", 100000000), ("--train",)),
         ("workstation data --canvas 100000", cli("data", work / "d2", "--canvas", 100000), ("--canvas",)),
@@ -85,16 +86,20 @@ def workstation_cases(model, data, work):
         ("workstation data out under a file", cli("data", file_ / "x", "--train", 10), ("good.npz",)),
         ("workstation data --class-prior nan", cli("data", work / "d4", "--class-prior", "nan,1,1,1,1,1,1,1,1,1"),
          ("--class-prior",)),
-        ("workstation train --lr nan", cli("train", "--data", wide, "--out", run / "t1", "--lr", "nan"), ("--lr",)),
-        ("workstation train --lr inf", cli("train", "--data", wide, "--out", run / "t2", "--lr", "inf"), ("--lr",)),
-        ("workstation train int16 images", cli("train", "--data", wide, "--out", run / "t3", "--epochs", 1),
-         ("int16",)),
-        ("workstation train --out under a file", cli("train", "--data", wide, "--out", file_ / "x"), ("good.npz",)),
-        ("workstation convert --seed -1", cli("convert", run / "missing", "--out", run / "c1", "--seed", -1), ("--seed",)),
-        ("workstation convert missing run", cli("convert", run / "missing", "--out", run / "c2"), ("missing",)),
-        ("workstation convert --out under a file", cli("convert", work, "--out", file_ / "x"), ("good.npz", "--out")),
-        ("workstation convert calib fifo", cli("convert", work, "--out", run / "c3", "--calib", work / "arrays" / "fifo.npz"),
+        ("workstation train --lr nan", cli("train", "--data", tiny, "--out", run / "t1", "--lr", "nan"), ("--lr",)),
+        ("workstation train --lr inf", cli("train", "--data", tiny, "--out", run / "t2", "--lr", "inf"), ("--lr",)),
+        ("workstation train int16 images", cli("train", "--data", arrays / "int16set", "--out", run / "t3"), ("int16",)),
+        ("workstation train --out under a file", cli("train", "--data", tiny, "--out", file_ / "x"), ("good.npz",)),
+        ("workstation convert --seed -1", cli(*convert, "--out", run / "c1", "--seed", -1), ("--seed",)),
+        ("workstation convert --out under a file", cli(*convert, "--out", file_ / "x"), ("good.npz",)),
+        ("workstation convert calib fifo", cli(*convert, "--out", run / "c3", "--calib", arrays / "fifo.npz"),
          ("fifo.npz",)),
+        ("workstation convert calib 0 images", cli(*convert, "--out", run / "c4", "--calib", arrays / "emptyset.npz"),
+         ("emptyset.npz", "--calib")),
+        ("workstation convert calib 38 GiB header", cli(*convert, "--out", run / "c5", "--calib", arrays / "huge.npz"),
+         ("huge.npz",)),
+        ("workstation convert val int16", cli("convert", keras, "--val", arrays / "int16set" / "val.npz", "--out",
+                                              run / "c6"), ("int16",)),
         ("workstation pipeline --out under a file", cli("pipeline", "--out", file_ / "x", "--quick"), ("good.npz",)),
         ("workstation pipeline --max-f1-drop nan", cli("pipeline", "--out", run / "p1", "--max-f1-drop", "nan"),
          ("--max-f1-drop",)),

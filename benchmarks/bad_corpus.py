@@ -189,6 +189,20 @@ def arrays(folder, size=(64, 64)):
     return out
 
 
+def workstation_files(work):
+    """Two tiny data set folders (uint8, and int16 against the dtype contract) and a tiny .keras model."""
+    import subprocess
+    import sys
+    for name, dtype in (("tinyset", np.uint8), ("int16set", np.int16)):
+        _mkdir(work / "arrays" / name)
+        for split in ("train", "val", "test"):
+            images = np.random.default_rng(0).integers(0, 256, (32, 64, 64)).astype(dtype)
+            _savez(work / "arrays" / name / f"{split}.npz", {"images": images, "labels": np.eye(32, 10, dtype=np.uint8)})
+    keras = ("import sys, keras; m = keras.Sequential([keras.Input((64, 64, 1)), keras.layers.Conv2D(4, 3, strides=4), "
+             "keras.layers.GlobalMaxPooling2D(), keras.layers.Dense(10, activation='sigmoid')]); m.save(sys.argv[1])")
+    subprocess.run([sys.executable, "-c", keras, str(work / "run" / "tiny.keras")], capture_output=True, check=True)
+
+
 def _npy_bytes(array):
     import io
     buf = io.BytesIO()

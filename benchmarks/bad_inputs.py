@@ -32,6 +32,7 @@ class Case:
     argv: list       # arguments after `python`
     names: tuple     # any one of these in the output counts as "the message names the file or option"
     may_pass: bool = False  # an odd but valid input: exit 0 is right
+    slow: bool = False      # imports TensorFlow, whose start-up alone takes 10-70 s on a busy 2-core machine
 
 
 @dataclass
@@ -88,8 +89,9 @@ def bad_corpus_name(path):
     return name if name.isprintable() else repr(name)[1:-1]
 
 
-def run_case(case, env, cwd, timeout):
+def run_case(case, env, cwd, timeout, tf_timeout):
     start = time.monotonic()
+    timeout = tf_timeout if case.slow else timeout
     try:
         run = subprocess.run([sys.executable, *case.argv], capture_output=True, env=env, cwd=cwd, timeout=timeout)
         code, output = run.returncode, (run.stdout + run.stderr).decode(errors="replace")
@@ -115,12 +117,8 @@ def build_cases(work, model):
     cases += [Case(*c) for c in api_cases(model)]
     has_tf = importlib.util.find_spec("tensorflow") is not None
     if has_tf:
-        np = bad_corpus.np
-        (work / "arrays" / "int16set").mkdir(exist_ok=True)
-        for split in ("train", "val", "test"):  # a data set folder whose images break the dtype contract
-            bad_corpus._savez(work / "arrays" / "int16set" / f"{split}.npz",
-                              {"images": np.zeros((32, 64, 64), np.int16), "labels": np.eye(32, 10, dtype=np.uint8)})
-        cases += [Case(*c) for c in workstation_cases(model, data, work)]
+        bad_corpus.workstation_files(work)
+        cases += [Case(*c, slow=True) for c in workstation_cases(model, data, work)]
     return cases, has_tf
 
 
@@ -143,7 +141,10 @@ def table(results):
 @click.command()
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="The model the corpus mutates and the commands use. [default: the shipped int8 model]")
-@click.option("--timeout", type=click.FloatRange(1, 600), default=30.0, show_default=True)
+@click.option("--timeout", type=click.FloatRange(1, 600), default=30.0, show_default=True,
+              help="Seconds after which a case counts as hung.")
+@click.option("--tf-timeout", type=click.FloatRange(1, 3600), default=300.0, show_default=True,
+              help="The same for the workstation commands, which start TensorFlow first.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=os.cpu_count() or 1, show_default="CPU count")
 @click.option("--only", default=None, help="Run only the cases whose name contains this text.")
 @click.option("--verbose", "-v", is_flag=True, help="Print every case's last output line.")
@@ -151,7 +152,7 @@ def table(results):
               help="Instead of the corpus: this many one-byte mutations of the model (benchmarks.fuzz_model).")
 @click.option("--runtime", default="auto", show_default=True, help="Interpreter for --fuzz.")
 @click.pass_context
-def main(ctx, model, timeout, jobs, only, verbose, fuzz, runtime):
+def main(ctx, model, timeout, tf_timeout, jobs, only, verbose, fuzz, runtime):
     """Run the bad-input corpus; exit 1 if any case printed a traceback, died of a signal or hung."""
     from edge_runtime.classifier import default_model_path
     model = (model or default_model_path("int8")).resolve()
@@ -165,10 +166,11 @@ def main(ctx, model, timeout, jobs, only, verbose, fuzz, runtime):
         cases, has_tf = build_cases(work, model)
         cases = [c for c in cases if not only or only in c.name]
         click.echo(f"{len(cases)} cases, {jobs} at a time, timeout {timeout:g} s"
-                   + ("" if has_tf else "; workstation commands skipped: no TensorFlow"))
+                   + (f" ({tf_timeout:g} s with TensorFlow)" if has_tf else
+                      "; workstation commands skipped: no TensorFlow"))
         start = time.monotonic()
         with ThreadPoolExecutor(jobs) as pool:
-            results = list(pool.map(lambda c: run_case(c, env, work / "run", timeout), cases))
+            results = list(pool.map(lambda c: run_case(c, env, work / "run", timeout, tf_timeout), cases))
     for r in results:
         bad = r.traceback or r.code is None or r.code < 0
         accepted = r.code == 0 and not r.case.may_pass
