@@ -29,14 +29,14 @@ MAX_WINDOW = 1 << 12          # strides, dilations and pool sizes: larger ones o
 TYPE_SIZES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 15: 4, 16: 2, 18: 2}
 
 CONV, POOL = "conv", "pool"
-# builtin code -> (name, BuiltinOptions type or None, options required, inputs (min, max), outputs, kind)
+# builtin code -> (name, BuiltinOptions type or None, options required, inputs (min, max), most outputs, kind)
 OPS = {
     3: ("CONV_2D", 1, True, (2, 3), 1, CONV),
     4: ("DEPTHWISE_CONV_2D", 2, True, (2, 3), 1, CONV),
     1: ("AVERAGE_POOL_2D", 5, True, (1, 1), 1, POOL),
     17: ("MAX_POOL_2D", 5, True, (1, 1), 1, POOL),
     12: ("L2_POOL_2D", 5, True, (1, 1), 1, POOL),
-    9: ("FULLY_CONNECTED", 8, False, (2, 3), 1, None),
+    9: ("FULLY_CONNECTED", 8, False, (2, 3), 2, None),  # a second output: the shuffled-weights workspace
     22: ("RESHAPE", 17, False, (1, 2), 1, None),
     25: ("SOFTMAX", 9, False, (1, 1), 1, None),
     14: ("LOGISTIC", None, False, (1, 1), 1, None),
@@ -168,9 +168,9 @@ def _check_operator(reader, op, where, codes, shapes):
         _index(index, len(shapes), f"{where} output tensor")
     if codes[code_index] not in OPS:
         return
-    name, options_type, required, (low, high), n_out, kind = OPS[codes[code_index]]
+    name, options_type, required, (low, high), most_outputs, kind = OPS[codes[code_index]]
     where = f"{where} ({name})"
-    if not low <= len(inputs) <= high or len(outputs) != n_out or -1 in inputs[:low]:
+    if not low <= len(inputs) <= high or not 1 <= len(outputs) <= most_outputs or -1 in inputs[:low]:
         raise BadFlatbuffer(f"{where} has {len(inputs)} inputs and {len(outputs)} outputs")
     actual = reader.value(op, 3, "<B")
     if actual != (options_type or 0) and (required or actual):
