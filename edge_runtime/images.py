@@ -27,6 +27,8 @@ ARRAY_SUFFIXES = {".npy", ".npz"}
 LIGHT = 127  # border median above this = light background, so the image is inverted
 MAX_PIXELS = 40_000_000           # a 40-megapixel photo; Pillow's own bomb limit is 89 M (warning) / 179 M
 MAX_DECODED_BYTES = 128 << 20     # pixels x bytes per pixel: a 9000x9000 RGBA PNG of 315 KB would need 324 MB
+MAX_TRANSPARENT_PIXELS = 8_000_000  # transparency is flattened in float64, ~70 bytes a pixel: 8 MP peaks ~0.6 GB
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
 def load_images(inputs, size, errors=None):
@@ -116,17 +118,19 @@ def check_decoded_size(im, path):
     (Image.open reads no pixels). Thread-safe, unlike turning Pillow's bomb warning into an error."""
     width, height = im.size
     per_pixel = 1 if im.mode in ("1", "L", "P") else 2 if im.mode.startswith("I;16") else 4  # Pillow's storage
-    if width * height > MAX_PIXELS or width * height * per_pixel > MAX_DECODED_BYTES:
+    transparent = im.mode in ALPHA_MODES or "transparency" in im.info
+    pixels = MAX_TRANSPARENT_PIXELS if transparent else MAX_PIXELS
+    if width * height > pixels or width * height * per_pixel > MAX_DECODED_BYTES:
         raise MnistEdgeError(f"{shown(path)}: {width}x{height} {im.mode} picture is too large to decode "
-                             f"(at most {MAX_PIXELS // 10**6} megapixels, {MAX_DECODED_BYTES >> 20} MiB); "
-                             "scale it down first")
+                             f"(at most {pixels // 10**6} megapixels{' with transparency' if transparent else ''}, "
+                             f"{MAX_DECODED_BYTES >> 20} MiB); scale it down first")
 
 
 def _gray(im):
     if im.mode.startswith("I"):  # 16-bit (I;16*) and 32-bit int: 0..65535 to 0..255
         a = np.asarray(im, dtype=np.float64) / 257
         return np.clip(np.rint(a), 0, 255).astype(np.uint8)
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+    if im.mode in ALPHA_MODES or "transparency" in im.info:
         rgba = np.asarray(im.convert("RGBA"), dtype=np.float64)
         gray = rgba[..., :3] @ np.array([0.299, 0.587, 0.114])  # ITU-R 601-2 luma, as Pillow's "L"
         alpha = rgba[..., 3] / 255
