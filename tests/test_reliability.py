@@ -155,3 +155,28 @@ def test_file_names_with_newlines_stay_on_one_line(tmp_path):
     result = run("infer", path)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [f"{tmp_path}/two\\nlines.png: " + result.stdout.split(": ", 1)[1].strip()]
+
+
+def test_size_check_is_thread_safe(tmp_path):
+    """The check reads the header; no process-global warning filter is touched while other threads decode."""
+    import threading
+    import warnings
+    small, large = tmp_path / "small.png", tmp_path / "large.png"
+    Image.new("L", (300, 200), 255).save(small)
+    large.write_bytes(bad_corpus._png_header(10000, 5000))
+    filters = list(warnings.filters)
+    outcomes = []
+
+    def work(path):
+        for _ in range(5):
+            try:
+                outcomes.append((path.name, read_gray(path).shape))
+            except MnistEdgeError as e:
+                outcomes.append((path.name, "too large" in e.message))
+    threads = [threading.Thread(target=work, args=(p,)) for p in (small, large) * 3]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(set(outcomes)) == [("large.png", True), ("small.png", (200, 300))] and len(outcomes) == 30
+    assert warnings.filters == filters
