@@ -42,7 +42,9 @@ class Classifier:
     Images are uint8 (0..255) or float ([0,1]), shaped (H,W), (N,H,W) or (N,H,W,1) with the model's
     own H,W; other sizes are refused rather than silently stretched: ``load_images`` fits any
     picture to the model. Thresholds come from ``thresholds`` (one number or ten), else the model's
-    embedded metadata, else 0.5.
+    embedded metadata, else 0.5. ``num_threads``: an int from 1 to ``interpreter.MAX_THREADS`` (default: the
+    CPU count). The model file is checked before an interpreter sees it (``model_check``) and its
+    metadata against its tensors; every problem is a one-line MnistEdgeError naming the file.
 
     Thread safe: threads share the one interpreter under a lock (an interpreter must not be used
     while it invokes). Measured with 8 threads on 2 cores (benchmarks/runtime_overhead.py), one
