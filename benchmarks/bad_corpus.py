@@ -16,7 +16,7 @@ from PIL import Image
 from edge_runtime.flatbuffer import Reader, buffer_span
 from edge_runtime.model_check import _builtin_code
 
-CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D = 3, 4, 17
+CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, STRIDED_SLICE = 3, 4, 17, 45
 
 
 def field_positions(data):
@@ -37,6 +37,9 @@ def field_positions(data):
         add("op input", r.vector(op, 1, 4)[0], "<i")
         add("op output", r.vector(op, 2, 4)[0], "<i")
         add("options type", r.field(op, 3), "<B")
+        if code == STRIDED_SLICE:  # its strides: a constant int32 tensor, the 4th input
+            strides = tensors[struct.unpack_from("<i", data, r.vector(op, 1, 4)[0] + 12)[0]]
+            add("strided_slice stride", buffer_span(r, r.tables(model, 4)[r.value(strides, 2, "<I")])[0], "<i")
         if (pos := r.field(op, 4)) is None:
             continue
         options = r.deref(pos)
@@ -64,7 +67,7 @@ MUTATIONS = {  # field -> values that must be refused (each one a model file)
     "dwconv depth_multiplier": [-1], "maxpool stride_w": [0], "maxpool filter_w": [0, -2],
     "maxpool filter_h": [0], "conv dilation_w": [0], "graph input": [9999, -1], "graph output": [9999],
     "opcode index": [200], "op input": [9999, -7], "op output": [9999], "options type": [0, 5, 200],
-    "shape dim": [0, -1, 1 << 30], "buffer index": [99999], "per-channel scale": [float("nan"), 0.0, -1.0],
+    "shape dim": [0, -1, 1 << 30], "strided_slice stride": [0], "buffer index": [99999], "per-channel scale": [float("nan"), 0.0, -1.0],
 }
 
 

@@ -26,6 +26,7 @@ MAX_TENSOR_BYTES = 1 << 28    # 256 MiB: 40x the largest activation a 64x64 clas
 MAX_TOTAL_BYTES = 1 << 30     # all tensors together
 MAX_WINDOW = 1 << 12          # strides, dilations and pool sizes: larger ones overflow index arithmetic
 # TensorType -> bytes per element, for the types whose size is fixed
+INT32 = 2
 TYPE_SIZES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 15: 4, 16: 2, 18: 2}
 
 CONV, POOL = "conv", "pool"
@@ -46,6 +47,9 @@ OPS = {
     74: ("SUM", 27, False, (2, 2), 1, None),
     82: ("REDUCE_MAX", 27, False, (2, 2), 1, None),
     89: ("REDUCE_MIN", 27, False, (2, 2), 1, None),
+    77: ("SHAPE", 55, False, (1, 1), 1, None),             # SHAPE, STRIDED_SLICE, PACK: Keras' Reshape
+    45: ("STRIDED_SLICE", 32, False, (4, 4), 1, None),     # with a dynamic batch size
+    83: ("PACK", 59, False, (1, 1 << 16), 1, None),
 }
 # Option layouts: field id -> (name, struct format, default, low, high)
 _WINDOW = (1, MAX_WINDOW)
@@ -108,10 +112,12 @@ def _index(value, count, what):
 
 def _check_subgraph(reader, graph, number, codes, buffers):
     tensors = reader.tables(graph, 0)
-    shapes, total = [], 0
+    shapes, constants, total = [], {}, 0
     for t, tensor in enumerate(tensors):
-        shape, nbytes = _check_tensor(reader, tensor, f"subgraph {number} tensor {t}", buffers)
+        shape, nbytes, stored = _check_tensor(reader, tensor, f"subgraph {number} tensor {t}", buffers)
         shapes.append(shape)
+        if stored[1] and reader.value(tensor, 1, "<b") == INT32:
+            constants[t] = struct.unpack_from(f"<{stored[1] // 4}i", reader.data, stored[0])
         total += nbytes
     if total > MAX_TOTAL_BYTES:
         raise BadFlatbuffer(f"subgraph {number}: tensors need {total / 2**30:.1f} GiB")
@@ -119,12 +125,12 @@ def _check_subgraph(reader, graph, number, codes, buffers):
         for index in _ints(reader, graph, field):
             _index(index, len(tensors), f"subgraph {number} {what} tensor")
     for k, op in enumerate(reader.tables(graph, 3)):
-        _check_operator(reader, op, f"subgraph {number} operator {k}", codes, shapes)
+        _check_operator(reader, op, f"subgraph {number} operator {k}", codes, shapes, constants)
     return len(tensors)
 
 
 def _check_tensor(reader, tensor, where, buffers):
-    """(shape, bytes) of one tensor, after checking its shape, type, buffer and quantization."""
+    """(shape, bytes, stored data span) of one tensor, after checking its shape, type, buffer and quantization."""
     shape = _ints(reader, tensor, 0)
     if len(shape) > MAX_RANK or any(n < 1 for n in shape):
         raise BadFlatbuffer(f"{where} has shape {shape}")
@@ -134,12 +140,13 @@ def _check_tensor(reader, tensor, where, buffers):
         raise BadFlatbuffer(f"{where} has shape {shape} ({nbytes / 2**20:.0f} MiB)")
     buffer = reader.value(tensor, 2, "<I")
     _index(buffer, len(buffers), f"{where} buffer")
-    stored = buffer_span(reader, buffers[buffer])[1]
+    span = buffer_span(reader, buffers[buffer])
+    stored = span[1]
     if stored and size and stored != nbytes:
         raise BadFlatbuffer(f"{where} has shape {shape} but its buffer holds {stored} bytes")
     if (pos := reader.field(tensor, 4)) is not None:
         _check_quantization(reader, reader.deref(pos), shape, where)
-    return shape, nbytes
+    return shape, nbytes, span
 
 
 def _check_quantization(reader, params, shape, where):
@@ -157,7 +164,7 @@ def _check_quantization(reader, params, shape, where):
             raise BadFlatbuffer(f"{where} has {len(scales)} scales along dimension {axis} of shape {shape}")
 
 
-def _check_operator(reader, op, where, codes, shapes):
+def _check_operator(reader, op, where, codes, shapes, constants):
     code_index = reader.value(op, 0, "<I")
     _index(code_index, len(codes), f"{where} operator code")
     inputs, outputs = _ints(reader, op, 1), _ints(reader, op, 2)
@@ -186,6 +193,8 @@ def _check_operator(reader, op, where, codes, shapes):
             value = default if reader.field(table, field_id) is None else reader.value(table, field_id, fmt)
             if not lo <= value <= hi:
                 raise BadFlatbuffer(f"{where} has {option} {value} (expected {lo}..{hi})")
+    if name == "STRIDED_SLICE" and 0 in constants.get(inputs[3], ()):
+        raise BadFlatbuffer(f"{where} has a stride of 0")
     if name == "SOFTMAX" and (pos := reader.field(op, 4)) is not None:
         beta = reader.value(reader.deref(pos), 0, "<f")
         if not math.isfinite(beta):

@@ -38,10 +38,14 @@ def test_shipped_and_test_models_pass_the_check(models):
                                          ("graph input", 9999), ("graph output", -1), ("opcode index", 200),
                                          ("options type", 0), ("shape dim", 0), ("shape dim", -1),
                                          ("shape dim", 1 << 30), ("buffer index", 99999),
-                                         ("per-channel scale", float("nan"))])
+                                         ("per-channel scale", float("nan")), ("maxpool stride_w", 0),
+                                         ("maxpool filter_h", 0), ("strided_slice stride", 0)])
 def test_mutated_models_are_refused_before_the_interpreter(tmp_path, field, value):
     data = bytearray(SHIPPED.read_bytes())
-    pos, fmt = bad_corpus.field_positions(bytes(data))[field]
+    fields = bad_corpus.field_positions(bytes(data))
+    if field not in fields:
+        pytest.skip(f"the shipped model has no {field}")
+    pos, fmt = fields[field]
     struct.pack_into(fmt, data, pos, value)
     path = tmp_path / "bad.tflite"
     path.write_bytes(data)
