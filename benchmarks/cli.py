@@ -5,10 +5,10 @@ from pathlib import Path
 import click
 
 from edge_runtime.classifier import SHIPPED_FORMATS, default_model_path
-from edge_runtime.cli_options import comma_list
+from edge_runtime.cli_options import FiniteFloatRange, comma_list
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.file_set import staged_set
-from edge_runtime.interpreter import RUNTIMES
+from edge_runtime.interpreter import MAX_THREADS, RUNTIMES
 from edge_runtime.metadata import missing_metadata_warning, read_metadata
 from edge_runtime.output_folder import check_output_folder, claim_output
 from edge_runtime.sample import sample_path
@@ -19,6 +19,8 @@ from .gate import GATE_ON, GateFailed, check_gate
 from .paired import BOOTSTRAP
 from .report import summary_table, write_reports
 
+MAX_BENCH_BATCH = 1 << 14  # images per timed batch: 64 MB of 64x64 images, far past where throughput levels off
+
 
 def _int_list(ctx, param, value):
     """'1,2' -> (1, 2): positive integers, duplicates dropped, order kept."""
@@ -27,6 +29,9 @@ def _int_list(ctx, param, value):
     items = comma_list(value, int, f"expected comma-separated integers such as 1,2, got {value!r}")
     if not items or min(items) < 1:
         raise click.BadParameter(f"expected positive integers, got {value!r}")
+    limit = {"threads": MAX_THREADS, "batches": MAX_BENCH_BATCH}[param.name]
+    if max(items) > limit:
+        raise click.BadParameter(f"at most {limit}, got {max(items)}")
     return tuple(dict.fromkeys(items))
 
 
@@ -89,9 +94,9 @@ def _warn_without_metadata(path):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               show_default="./bench-<UTC timestamp>",
               help="Folder for report.md, report.json, report.csv and the PNG plots.")
-@click.option("--max-f1-drop", type=click.FloatRange(min=0), default=None,
+@click.option("--max-f1-drop", type=FiniteFloatRange(min=0), default=None,
               help="Release gate: fail if any digit's F1 falls more than this below the first model's.")
-@click.option("--min-macro-f1", type=click.FloatRange(0, 1), default=None,
+@click.option("--min-macro-f1", type=FiniteFloatRange(0, 1), default=None,
               help="Release gate: fail if any model's macro-F1 is below this.")
 @click.option("--gate-on", type=click.Choice(GATE_ON), default="point", show_default=True,
               help="Judge --max-f1-drop on this test set's ΔF1 (point) or on the lower end of its paired "

@@ -11,9 +11,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import MnistEdgeError
-from .interpreter import load_interpreter, read_model_bytes
-from .metadata import read_metadata
+from .errors import MnistEdgeError, first_line
+from .input_files import shown
+from .interpreter import check_threads, load_interpreter, read_model_bytes
+from .metadata import check_metadata, read_metadata
 from .metrics import DEFAULT_THRESHOLD
 from .model_contract import NUM_CLASSES, PREPROCESSING
 
@@ -43,7 +44,9 @@ class Classifier:
     own H,W, used as they are (no per-image preprocessing on this hot path, which ``bench`` times);
     other sizes are refused rather than silently stretched: ``load_images`` and ``prepare`` fit any
     picture to the model. Thresholds come from ``thresholds`` (one number or ten), else the model's
-    embedded metadata, else 0.5.
+    embedded metadata, else 0.5. ``num_threads``: an int from 1 to ``interpreter.MAX_THREADS`` (default: the
+    CPU count). The model file is checked before an interpreter sees it (``model_check``) and its
+    metadata against its tensors; every problem is a one-line MnistEdgeError naming the file.
 
     Thread safe: threads share the one interpreter under a lock (an interpreter must not be used
     while it invokes). Measured with 8 threads on 2 cores (benchmarks/runtime_overhead.py), one
@@ -53,18 +56,20 @@ class Classifier:
     """
 
     def __init__(self, model=None, num_threads=None, runtime="auto", use_xnnpack=True, thresholds=None):
+        if model is not None and os.fspath(model) in ("", b""):
+            raise MnistEdgeError("empty model file name; pass a .tflite file, or no model for the shipped one")
         self.model_path = Path(model) if model is not None else default_model_path("int8")
-        self.num_threads = int(os.cpu_count() or 1) if num_threads is None else int(num_threads)
-        if self.num_threads < 1:
-            raise MnistEdgeError(f"num_threads must be at least 1, got {num_threads}")
+        self.num_threads = check_threads(int(os.cpu_count() or 1) if num_threads is None else num_threads)
         content = read_model_bytes(self.model_path)  # read once: the interpreter and the metadata share it
         self.interpreter, self.runtime_name, self.runtime_version = load_interpreter(
             self.model_path, self.num_threads, runtime, use_xnnpack, model_content=content)
         self.input_details = self.interpreter.get_input_details()[0]
         self.output_details = self.interpreter.get_output_details()[0]
         self.metadata = read_metadata(content, source=self.model_path) or {}
+        check_metadata(self.metadata, self.input_details, self.output_details, self.model_path)
         self.input_shape = tuple(int(n) for n in self.input_details["shape"][1:3])
-        self.thresholds = _thresholds(self.metadata.get("thresholds") if thresholds is None else thresholds)
+        self.thresholds = (_thresholds(thresholds) if thresholds is not None else
+                           _thresholds(self.metadata.get("thresholds"), f"{shown(self.model_path)}: metadata thresholds"))
         in_type = np.dtype(self.input_details["dtype"])
         self.model_format = self.metadata.get("format") or ("float32" if in_type == np.float32 else in_type.name)
         # Pre-computed for the hot path.
@@ -94,13 +99,26 @@ class Classifier:
             return np.zeros((0, NUM_CLASSES), np.float32)
         with self._lock:
             if len(x) != self._batch:
-                self.interpreter.resize_tensor_input(self._in_index, x.shape)
-                self.interpreter.allocate_tensors()
-                self._batch = len(x)
-            self.interpreter.set_tensor(self._in_index, x)
-            self.interpreter.invoke()
-            out = self.interpreter.get_tensor(self._out_index)
+                self._resize(x.shape)
+            try:
+                self.interpreter.set_tensor(self._in_index, x)
+                self.interpreter.invoke()
+                out = self.interpreter.get_tensor(self._out_index)
+            except (RuntimeError, ValueError, MemoryError) as e:  # a corrupt model that passed every check
+                self._batch = None  # the tensors may be half-resized: resize on the next call
+                raise MnistEdgeError(f"{shown(self.model_path)}: the interpreter failed to run this model "
+                                     f"({first_line(e)})") from None
         return self._to_float(out)
+
+    def _resize(self, shape):
+        try:
+            self.interpreter.resize_tensor_input(self._in_index, shape)
+            self.interpreter.allocate_tensors()
+        except (RuntimeError, ValueError, MemoryError) as e:
+            self._batch = None
+            raise MnistEdgeError(f"{shown(self.model_path)}: the interpreter cannot take a batch of "
+                                 f"{shape[0]} ({first_line(e)})") from None
+        self._batch = shape[0]
 
     def _prepare(self, images):
         """Any accepted layout and type -> (N,H,W,1) in the input tensor's type."""
@@ -127,7 +145,7 @@ class Classifier:
         return x[..., None]
 
 
-def _thresholds(value):
+def _thresholds(value, what="thresholds"):
     """One threshold per digit from None (0.5), one number, or ten numbers, each in [0,1]."""
     try:
         t = np.array(DEFAULT_THRESHOLD if value is None else value, dtype=np.float32)
@@ -136,7 +154,7 @@ def _thresholds(value):
     if t is not None and t.ndim == 0:
         t = np.full(NUM_CLASSES, t)
     if t is None or t.shape != (NUM_CLASSES,) or not np.all((t >= 0) & (t <= 1)):
-        raise MnistEdgeError(f"thresholds must be one number or {NUM_CLASSES} numbers in [0,1], got {value!r}")
+        raise MnistEdgeError(f"{what} must be one number or {NUM_CLASSES} numbers in [0,1], got {value!r}")
     return t
 
 

@@ -5,9 +5,11 @@ import warnings
 import click
 
 from .classifier import Classifier
+from .cli_options import FiniteFloatRange
 from .errors import MnistEdgeError
 from .images import iter_images
-from .interpreter import RUNTIMES
+from .input_files import shown
+from .interpreter import MAX_THREADS, RUNTIMES
 from .metadata import missing_metadata_warning
 from .preprocess import DIGIT_HEIGHTS, TARGET_HEIGHT, PictureWarning, supported_heights
 from .sample import example_pictures
@@ -41,9 +43,9 @@ INFER_HELP = f"""Print the digits found in each INPUT.
               help="A .tflite model from `mnist-edge convert` or any with one (1,H,W,1) input and 10 "
                    "outputs. [default: the int8 model shipped with the package]")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image: input, digits, scores.")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+@click.option("--threshold", type=FiniteFloatRange(0, 1), default=None,
               help="One score threshold for every digit. [default: the model's own, else 0.5]")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=None,
               help="Interpreter threads. [default: all CPU cores]")
 @click.option("--runtime", type=click.Choice(["auto", *RUNTIMES]), default="auto", show_default=True,
               help="Interpreter package; auto tries them in this order.")
@@ -95,6 +97,7 @@ def _print(clf, names, images, show):
 
 
 def _text_line(name, p):
+    name = shown(name)  # a newline in a file name must not split the line
     if not p.digits:
         best = int(p.scores.argmax())
         return f"{name}: no digits (highest {best} at {p.scores[best]:.2f})"

@@ -15,13 +15,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .dataset_file import npz_errors
+from .dataset_file import images_as_uint8, load_arrays
 from .errors import MnistEdgeError, first_line
+from .input_files import MAX_PICTURE_BYTES, open_regular, shown
 from .preprocess import DIGIT_HEIGHTS, PictureWarning, prepare
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".pnm", ".ppm", ".pbm"}  # what folders expand to
 ARRAY_SUFFIXES = {".npy", ".npz"}
 LIGHT = 127  # mean visible gray above this = light ink, laid on black when transparent
+MAX_PIXELS = 40_000_000           # a 40-megapixel photo; Pillow's own bomb limit is 89 M (warning) / 179 M
+MAX_DECODED_BYTES = 128 << 20     # pixels x bytes per pixel: a 9000x9000 RGBA PNG of 315 KB would need 324 MB
+MAX_TRANSPARENT_PIXELS = 8_000_000  # transparency is flattened in float64, ~70 bytes a pixel: 8 MP peaks ~0.6 GB
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
 def load_images(inputs, size, errors=None, heights=DIGIT_HEIGHTS):
@@ -49,7 +54,7 @@ def iter_images(inputs, size, heights=DIGIT_HEIGHTS):
     size = tuple(size)
     for path, problem in _expand(inputs):
         if problem:
-            yield str(path), MnistEdgeError(f"{path}: {problem}")
+            yield str(path), MnistEdgeError(f"{shown(path)}: {problem}")
             continue
         try:
             if path.suffix.lower() in ARRAY_SUFFIXES:
@@ -72,6 +77,9 @@ def _prepared(name, picture, size, invert, heights):
 def _expand(inputs):
     """(path, problem or None) in order, a folder replaced by its image files, sorted."""
     for given in [inputs] if isinstance(inputs, (str, Path)) else inputs:
+        if given == "":  # Path("") is the current folder
+            yield "''", "empty file name"
+            continue
         path = Path(given)
         if path.is_dir():
             files = sorted(p for p in path.iterdir()
@@ -80,7 +88,7 @@ def _expand(inputs):
                 yield path, f"folder has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
             yield from ((file, None) for file in files)
         else:
-            yield path, None if path.exists() else "no such file"
+            yield path, None  # reading it says what is wrong (missing, a symlink loop, a FIFO...)
 
 
 def read_gray(path, size=None):
@@ -91,29 +99,50 @@ def read_gray(path, size=None):
     page then costs a fraction of the time and memory on a device, and digits covering a tenth of
     it keep enough pixels for ``prepare`` to crop them out.
     """
-    try:
-        with warnings.catch_warnings():
-            # Over Image.MAX_IMAGE_PIXELS Pillow only warns; treat it like the error it raises at 2x.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+    with open_picture(path) as f:
+        try:
+            with Image.open(f) as im:
                 if size and im.format == "JPEG" and im.mode in ("L", "RGB"):
                     im.draft("L", (4 * size[1], 4 * size[0]))
+                check_decoded_size(im, path)
                 gray = _gray(ImageOps.exif_transpose(im))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise MnistEdgeError(f"{path}: image too large, refused as a possible decompression bomb ({e})") from None
-    except MemoryError:
-        raise MnistEdgeError(f"{path}: image too large for memory") from None
-    except Exception as e:  # decoders of malformed files raise many types (OSError, SyntaxError, struct.error...)
-        raise MnistEdgeError(f"{path}: not a readable image ({first_line(e)})") from None
+        except MnistEdgeError:
+            raise
+        except Image.UnidentifiedImageError:  # its message shows the file object, not the name
+            raise MnistEdgeError(f"{shown(path)}: not a readable image (cannot identify image file)") from None
+        except Image.DecompressionBombError as e:
+            raise MnistEdgeError(f"{shown(path)}: image too large, refused as a possible decompression bomb ({e})") from None
+        except MemoryError:
+            raise MnistEdgeError(f"{shown(path)}: image too large for memory") from None
+        except Exception as e:  # decoders of malformed files raise many types (OSError, SyntaxError, struct.error...)
+            raise MnistEdgeError(f"{shown(path)}: not a readable image ({first_line(e)})") from None
     factor = min(gray.shape[0] // (4 * size[0]), gray.shape[1] // (4 * size[1])) if size else 1
     return np.asarray(Image.fromarray(gray).reduce(factor)) if factor >= 2 else gray
+
+
+def open_picture(path):
+    """The picture file, opened only if it is a regular file of sane size (a FIFO would block forever)."""
+    return open_regular(path, "picture file", MAX_PICTURE_BYTES)
+
+
+def check_decoded_size(im, path):
+    """Refuse a picture whose decoded pixels would not fit MAX_DECODED_BYTES, from its header alone
+    (Image.open reads no pixels). Thread-safe, unlike turning Pillow's bomb warning into an error."""
+    width, height = im.size
+    per_pixel = 1 if im.mode in ("1", "L", "P") else 2 if im.mode.startswith("I;16") else 4  # Pillow's storage
+    transparent = im.mode in ALPHA_MODES or "transparency" in im.info
+    pixels = MAX_TRANSPARENT_PIXELS if transparent else MAX_PIXELS
+    if width * height > pixels or width * height * per_pixel > MAX_DECODED_BYTES:
+        raise MnistEdgeError(f"{shown(path)}: {width}x{height} {im.mode} picture is too large to decode "
+                             f"(at most {pixels // 10**6} megapixels{' with transparency' if transparent else ''}, "
+                             f"{MAX_DECODED_BYTES >> 20} MiB); scale it down first")
 
 
 def _gray(im):
     if im.mode.startswith("I"):  # 16-bit (I;16*) and 32-bit int: 0..65535 to 0..255
         a = np.asarray(im, dtype=np.float64) / 257
         return np.clip(np.rint(a), 0, 255).astype(np.uint8)
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+    if im.mode in ALPHA_MODES or "transparency" in im.info:
         rgba = np.asarray(im.convert("RGBA"), dtype=np.float64)
         gray = rgba[..., :3] @ np.array([0.299, 0.587, 0.114])  # ITU-R 601-2 luma, as Pillow's "L"
         alpha = rgba[..., 3] / 255
@@ -126,25 +155,11 @@ def _gray(im):
 
 
 def _read_array(path):
-    """uint8 (N,H,W) from a .npy or .npz (``images`` key)."""
-    with npz_errors(path, kind=path.suffix):
-        loaded = np.load(path, allow_pickle=False)
-        if hasattr(loaded, "files"):  # an .npz archive
-            with loaded:
-                if "images" not in loaded.files:
-                    raise MnistEdgeError(f"{path}: no 'images' array (found: {', '.join(loaded.files) or 'none'})")
-                loaded = loaded["images"]
-    array = loaded
+    """uint8 (N,H,W) from a .npy or .npz (``images`` key), by the data set file's dtype contract."""
+    arrays = load_arrays(path, ("images",), ("images",))
+    array = arrays.get(None, arrays.get("images"))
     if array.ndim == 2:
         array = array[None]
     if array.ndim != 3:
-        raise MnistEdgeError(f"{path}: images must be (N,H,W) or (H,W) grayscale, got shape {array.shape}")
-    if array.dtype.kind == "f":
-        if not np.isfinite(array).all():
-            raise MnistEdgeError(f"{path}: images contain NaN or infinite values")
-        if array.size and (array.min() < 0 or array.max() > 1):
-            raise MnistEdgeError(f"{path}: float images must lie in [0,1], got {array.min():g}..{array.max():g}")
-        return np.rint(array * 255).astype(np.uint8)
-    if array.dtype != np.uint8:
-        raise MnistEdgeError(f"{path}: images must be uint8 (or float in [0,1]), got {array.dtype}")
-    return array
+        raise MnistEdgeError(f"{shown(path)}: images must be (N,H,W) or (H,W) grayscale, got shape {array.shape}")
+    return images_as_uint8(array, path)

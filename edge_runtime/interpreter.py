@@ -2,18 +2,21 @@
 
 The interpreter packages are tried in the order a device is likely to have them; TensorFlow is only
 the last resort and is imported by name at call time, so importing ``edge_runtime`` never pulls it in.
-tflite-runtime builds models without verifying them and crashes the process on a truncated file, so
-every file is first checked, in Python, by ``edge_runtime.flatbuffer.verify``.
+tflite-runtime builds models without verifying them and crashes the process on a truncated file or
+a stride of 0, so every file is first checked, in Python, by ``edge_runtime.model_check``.
 """
 import importlib
 import importlib.util
+import numbers
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MnistEdgeError, first_line
-from .flatbuffer import verify
+from .input_files import MAX_MODEL_BYTES, read_regular, shown
+from .model_check import check_model
 from .model_contract import NUM_CLASSES
 
 # runtime name -> (module holding Interpreter and OpResolverType, package whose __version__ we report)
@@ -26,6 +29,18 @@ KERAS_SUFFIXES = (".keras", ".h5")  # what `mnist-edge train` and Keras write; `
 IO_DTYPES = (np.float32, np.int8, np.uint8, np.int16)  # tensor types the Classifier can feed and read (int16: w8a16)
 # The interpreter for 32-bit ARM and Python 3.9: frozen at 2.14, built against numpy 1.
 TFLITE_RUNTIME_INSTALL = 'pip install "numpy<2" "tflite-runtime==2.14.0"'
+# Interpreter threads: ai-edge-litert crashes (SIGSEGV) at 100,000, and tflite-runtime's pool spins, so
+# thousands of threads on a small CPU run for minutes; more than 4 per core never helps a model this size.
+MAX_THREADS = 4 * (os.cpu_count() or 1)
+
+
+def check_threads(num_threads):
+    """``num_threads`` as an int in 1..MAX_THREADS (TypeError for a non-integer, MnistEdgeError out of range)."""
+    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral):
+        raise TypeError(f"num_threads must be an integer, got {num_threads!r}")
+    if not 1 <= num_threads <= MAX_THREADS:
+        raise MnistEdgeError(f"num_threads must be between 1 and {MAX_THREADS}, got {num_threads}")
+    return int(num_threads)
 
 
 def import_runtime(runtime="auto"):
@@ -71,40 +86,40 @@ def load_interpreter(model_path, num_threads, runtime="auto", use_xnnpack=True, 
     XNNPACK. Every problem with the file is a one-line MnistEdgeError naming it. ``model_content``:
     the file's bytes from ``read_model_bytes``, when the caller has them already.
     """
+    num_threads = check_threads(num_threads)
+    if not isinstance(use_xnnpack, bool):
+        raise TypeError(f"use_xnnpack must be True or False, got {use_xnnpack!r}")
     data = read_model_bytes(model_path) if model_content is None else model_content
     interpreter_class, resolver, name, version = import_runtime(runtime)
     resolver_type = resolver.BUILTIN if use_xnnpack else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
-        interpreter = interpreter_class(model_content=data, num_threads=int(num_threads),
+        interpreter = interpreter_class(model_content=data, num_threads=num_threads,
                                         experimental_op_resolver_type=resolver_type)
         interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as e:
-        raise MnistEdgeError(f"{model_path}: {name} cannot load this model ({first_line(e)})") from None
-    check_signature(interpreter, model_path)
+        check_signature(interpreter, model_path)
+    except (ValueError, RuntimeError, MemoryError) as e:
+        # UnicodeDecodeError (a ValueError): a corrupt tensor name; MemoryError: C++ std::bad_alloc
+        raise MnistEdgeError(f"{shown(model_path)}: {name} cannot load this model ({first_line(e)})") from None
     return interpreter, name, version
 
 
 def read_model_bytes(model_path):
-    """The file's bytes, once they look like a complete TFLite flatbuffer."""
+    """The file's bytes, read once, once they look like a TFLite model the interpreter can build safely."""
     path = Path(model_path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise MnistEdgeError(f"{path}: model file not found") from None
-    except IsADirectoryError:
-        raise MnistEdgeError(f"{path}: is a folder, expected a .tflite file{_folder_hint(path)}") from None
-    except OSError as e:
-        raise MnistEdgeError(f"{path}: cannot read the model ({e.strerror or e})") from None
+    if os.fspath(model_path) not in ("", b"") and path.is_dir():
+        raise MnistEdgeError(f"{shown(model_path)}: is a folder, expected a .tflite file{_folder_hint(path)}")
+    data = read_regular(model_path, ".tflite model file", MAX_MODEL_BYTES)
+    name = shown(model_path)
     if not data:
-        raise MnistEdgeError(f"{path}: model file is empty")
+        raise MnistEdgeError(f"{name}: model file is empty")
     if len(data) < 8 or data[4:8] != b"TFL3":
         if path.suffix in KERAS_SUFFIXES or data[:4] == b"PK\x03\x04":  # .keras files are zip archives
-            raise MnistEdgeError(f"{path}: is a Keras model, not TFLite; convert it first: "
-                                 f"mnist-edge convert {path} --out models/")
-        raise MnistEdgeError(f"{path}: not a TFLite model (no TFL3 identifier at bytes 4-8)")
-    problem = verify(data)
+            raise MnistEdgeError(f"{name}: is a Keras model, not TFLite; convert it first: "
+                                 f"mnist-edge convert {name} --out models/")
+        raise MnistEdgeError(f"{name}: not a TFLite model (no TFL3 identifier at bytes 4-8)")
+    problem = check_model(data)
     if problem:
-        raise MnistEdgeError(f"{path}: corrupt or truncated TFLite model ({problem})")
+        raise MnistEdgeError(f"{name}: corrupt or truncated TFLite model ({problem})")
     return data
 
 
@@ -118,6 +133,7 @@ def _folder_hint(path):
 
 def check_signature(interpreter, model_path):
     """One (1,H,W,1) image in, 10 scores out, in types the Classifier converts: the toolkit's model contract."""
+    model_path = shown(model_path)
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise MnistEdgeError(f"{model_path}: expected 1 input and 1 output tensor, found {len(inputs)} and {len(outputs)}")

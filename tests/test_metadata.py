@@ -107,7 +107,7 @@ def test_garbage_is_a_clear_error(data):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(MnistEdgeError, match="cannot read"):
+    with pytest.raises(MnistEdgeError, match="nope.tflite: no such file"):
         read_metadata(tmp_path / "nope.tflite")
 
 
