@@ -5,6 +5,8 @@ Resume: after every epoch, one callback writes the model with its optimizer stat
 then ``state.json`` (epochs done, early-stopping counters, history, options, time) by atomic
 replace. The state file is the commit point: a kill at any moment leaves the previous state naming
 complete files, so ``--resume`` restarts from the last finished epoch and loses only the running one.
+Under multi-worker only the chief commits into RUN_DIR; the other workers run the same callback
+into a folder of their own (train/multi_worker.py) and all resume from the chief's state.
 history.csv is rewritten from the state, so it never holds a row the checkpoint does not (Keras'
 CSVLogger would duplicate the row of an epoch killed between its log line and the checkpoint).
 
@@ -13,9 +15,11 @@ run sees exactly the batches an uninterrupted one would; weights start from ``se
 ``deterministic`` TensorFlow's op determinism is on too. Then the same seed, machine, thread count
 and TensorFlow build give the same weights, resumed or not. Not covered: other CPUs (oneDNN picks
 kernels per instruction set), other thread counts or library versions (float sums in another
-order), and ``mirrored`` versus ``default`` (gradients summed per replica first). On a CPU the
-switch changed neither the numbers nor the speed measurably (TF 2.21); on GPUs it selects
-deterministic kernels, which are slower, and fails on ops that have none.
+order), ``mirrored`` versus ``default`` (gradients summed per replica first), and another number of
+multi-worker workers (each composes or takes its own share of an epoch, keyed by worker too).
+On a CPU the switch changed neither the numbers nor the speed measurably (TF 2.21), and it works
+with multi-worker's CPU collectives; on GPUs it selects deterministic kernels, which are slower,
+and fails on ops that have none.
 """
 import csv
 import io
