@@ -187,7 +187,7 @@ def free_loopback_ports(count):
             s.close()
 
 
-def launch_local(workers, train_args, log, env=None):
+def launch_local(workers, train_args, log):
     """Run ``mnist-edge train ARGS --strategy multi-worker`` as ``workers`` processes on 127.0.0.1.
 
     Each gets its own TF_CONFIG; their output is streamed line by line, prefixed ``[worker N]``.
@@ -196,7 +196,7 @@ def launch_local(workers, train_args, log, env=None):
     addresses = [f"127.0.0.1:{port}" for port in free_loopback_ports(workers)]
     command = [sys.executable, "-c", "from train.cli import main; main()", "train", *train_args,
                "--strategy", STRATEGY]
-    base = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
+    base = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs, lock = [], threading.Lock()
     try:
         for i in range(workers):

@@ -161,6 +161,9 @@ def train_command(ctx, data, mnist, out, resume, workers, **given):
     if workers:
         return _launch_workers(ctx, workers, out)
     cluster = multi_worker.cluster_from_env() if options["strategy"] == multi_worker.STRATEGY else None
+    if cluster:
+        role = "the chief: writes --out" if cluster.is_chief else "checkpoints to a temporary folder"
+        click.echo(f"worker {cluster.worker} of {len(cluster.addresses)} ({role})")
     splits, info = load_data(options["data"], options["mnist"])
     composer = fresh_images(options, info, options["data"] or "the in-memory data set")
 
