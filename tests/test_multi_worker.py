@@ -96,6 +96,9 @@ def test_the_command_rejects_a_bad_tf_config_before_loading_tensorflow(data_dir,
         assert result.exit_code == 1 and message in result.output, result.output
         assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
         assert not (tmp_path / "run").exists()
+    result = CliRunner().invoke(main, ["train", "--data", str(data_dir), "--out", str(tmp_path / "run"),
+                                       "--workers", "2", "--strategy", "mirrored"])
+    assert result.exit_code == 2 and "--workers runs --strategy multi-worker" in result.output
 
 
 @needs_tf
@@ -152,9 +155,9 @@ def test_two_workers_write_the_run_a_single_worker_writes(data_dir, single_worke
 class Launch:
     """`--workers 2` in a subprocess whose output is collected as it comes (worker pids included)."""
 
-    def __init__(self, *args):
-        self.lines = []
-        self.proc = subprocess.Popen(train_command(*args, "--workers", "2"), env=env(), text=True,
+    def __init__(self, out, *args):
+        self.out, self.lines = str(out), []
+        self.proc = subprocess.Popen(train_command("--out", out, *args, "--workers", "2"), env=env(), text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
         self.reader.start()
@@ -162,31 +165,32 @@ class Launch:
     def worker_pids(self):
         return [int(m.group(1)) for line in list(self.lines) if (m := re.search(r"worker \d: pid (\d+)", line))]
 
-    def stop(self):
-        """Kill the launcher and any worker still alive (the launcher normally stops them itself)."""
-        for pid in [self.proc.pid, *self.worker_pids()]:
+    def running_workers(self):
+        """Worker pids still running this run (checked by command line: a reaped pid may be reused)."""
+        def ours(pid):
             try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+                return self.out in Path(f"/proc/{pid}/cmdline").read_text() and \
+                    Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+            except OSError:
+                return False
+        return [pid for pid in self.worker_pids() if ours(pid)]
+
+    def stop(self):
+        """Kill the launcher and any worker still running (the launcher normally stops them itself)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        for pid in self.running_workers():
+            os.kill(pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
         self.reader.join(timeout=5)
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return not Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
 
 
 @needs_tf
 def test_killed_worker_then_restart_resumes_from_the_committed_epoch(data_dir, tmp_path):
     out = tmp_path / "killed"
     state = out / "checkpoint" / "state.json"
-    first = Launch("--data", data_dir, "--out", out, "--compose", "fixed", "--epochs", "3",
-                   "--batch-size", "64", "--patience", "10")
+    first = Launch(out, "--data", data_dir, "--compose", "fixed", "--epochs", "3", "--batch-size", "64",
+                   "--patience", "10")
     try:
         deadline = time.monotonic() + TIMEOUT
         while not state.exists():
@@ -199,7 +203,7 @@ def test_killed_worker_then_restart_resumes_from_the_committed_epoch(data_dir, t
         output = "".join(first.lines)
         assert "Error: worker 1 exited with status -9; stopped the others" in output
         assert "--resume --workers 2" in output
-        assert not any(alive(pid) for pid in first.worker_pids())
+        assert first.running_workers() == []
     finally:
         first.stop()
     done = json.loads(state.read_text())["epochs_done"]

@@ -86,7 +86,8 @@ def parse_tf_config(text):
 def _addresses(cluster, kind):
     value = cluster.get(kind, [])
     if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
-        raise MnistEdgeError(f"TF_CONFIG cluster.{kind} must be a list of \"host:port\" strings; got {json.dumps(value)}")
+        raise MnistEdgeError(f"TF_CONFIG cluster.{kind} must be a list of \"host:port\" strings; "
+                             f"got {json.dumps(value)}")
     for address in value:
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:

@@ -66,7 +66,8 @@ def _worker_args(ctx):
 def _launch_workers(ctx, workers, out):
     """--workers N: the command again as N local worker processes; each checks the inputs itself."""
     if ctx.params["strategy"] not in ("default", multi_worker.STRATEGY):
-        raise click.UsageError(f"--workers runs --strategy {multi_worker.STRATEGY}; drop --strategy {ctx.params['strategy']}")
+        raise click.UsageError(f"--workers runs --strategy {multi_worker.STRATEGY}; "
+                               f"drop --strategy {ctx.params['strategy']}")
     try:
         multi_worker.launch_local(workers, _worker_args(ctx), click.echo)
     except MnistEdgeError as e:
@@ -121,8 +122,8 @@ def print_report(meta):
               show_default=True,
               help="With fresh images: resize each digit by a factor log-uniform in [LOW, HIGH] (1 = MNIST's "
                    "size, ink ~20 px tall), so the model reads digits from LOW to HIGH times that size.")
-@click.option("--strategy", type=click.Choice(["default", "mirrored", multi_worker.STRATEGY]), default=DEFAULTS["strategy"],
-              show_default=True,
+@click.option("--strategy", type=click.Choice(["default", "mirrored", multi_worker.STRATEGY]),
+              default=DEFAULTS["strategy"], show_default=True,
               help="tf.distribute strategy: mirrored replicates the step over all GPUs (else all logical CPUs); "
                    "multi-worker over the processes TF_CONFIG names, one per machine (only the chief, worker 0, "
                    "writes --out; --resume needs --out on storage every worker reads).")
