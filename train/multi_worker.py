@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from edge_runtime.errors import MnistEdgeError
+from edge_runtime.errors import MnistEdgeError, first_line
 
 STRATEGY = "multi-worker"  # the --strategy value
 EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
@@ -156,6 +156,18 @@ def check_workers(strategy, epochs_done, batch_size):
     if len(set(seen)) > 1:
         raise MnistEdgeError(f"the workers see different committed epochs in RUN_DIR ({seen}, chief first): every "
                              f"worker must read the chief's RUN_DIR (shared storage) to resume")
+
+
+@contextlib.contextmanager
+def lost_worker_errors():
+    """When a worker dies the others' collectives fail (at once, or once its heartbeats stop): one line."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError) as e:
+        raise MnistEdgeError(f"a worker stopped, so this one cannot go on (TensorFlow: {first_line(e, 160)}); "
+                             f"restart every worker with --resume to continue after the last committed epoch") from None
 
 
 @contextlib.contextmanager

@@ -144,12 +144,13 @@ def fit(run_dir, out_dir, state, strategy, train, val, composer, pos_weight, log
         batches = (fresh_dataset(composer, options["batch_size"], *epochs) if composer else
                    train_dataset(x_train, y_train, options["batch_size"], options["seed"], *epochs))
         validation = eval_dataset(*val)
-    model.fit(batches,
-              epochs=options["epochs"], initial_epoch=state["epochs_done"], steps_per_epoch=steps,
-              validation_data=validation,
-              callbacks=[EpochCheckpoint(out_dir, state)],
-              shuffle=False,  # the dataset is already in its seeded per-epoch order
-              verbose=1 if sys.stdout.isatty() else 2)
+    with multi_worker.lost_worker_errors():
+        model.fit(batches,
+                  epochs=options["epochs"], initial_epoch=state["epochs_done"], steps_per_epoch=steps,
+                  validation_data=validation,
+                  callbacks=[EpochCheckpoint(out_dir, state)],
+                  shuffle=False,  # the dataset is already in its seeded per-epoch order
+                  verbose=1 if sys.stdout.isatty() else 2)
 
 
 def make_strategy(name):
