@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -166,7 +167,8 @@ def lost_worker_errors():
     try:
         yield
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError) as e:
-        raise MnistEdgeError(f"a worker stopped, so this one cannot go on (TensorFlow: {first_line(e, 160)}); "
+        reason = re.sub(r"\{\{.*?\}\}\s*", "", first_line(e, 1000))[:200]  # without the op's {{function_node …}}
+        raise MnistEdgeError(f"a worker stopped, so this one cannot go on (TensorFlow: {reason}); "
                              f"restart every worker with --resume to continue after the last committed epoch") from None
 
 
