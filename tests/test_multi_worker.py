@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -218,3 +219,31 @@ def test_killed_worker_then_restart_resumes_from_the_committed_epoch(data_dir, t
     assert meta["epochs_run"] == 3 and meta["num_replicas"] == 2 and meta["training_images"]["mode"] == "fixed"
     assert epochs_in(out) == ["1", "2", "3"]
     assert not worker_folder(out, 1).exists()
+
+
+@needs_tf
+def test_without_the_launcher_a_lost_worker_ends_the_other_with_one_line(data_dir, tmp_path):
+    from train.multi_worker import free_loopback_ports
+
+    out, state = tmp_path / "lost", tmp_path / "lost" / "checkpoint" / "state.json"
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_loopback_ports(2)]}
+    procs = [subprocess.Popen(train_command("--data", data_dir, "--out", out, "--epochs", "50", "--batch-size", "64",
+                                            "--strategy", "multi-worker"),
+                              env=env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not state.exists():
+            assert all(p.poll() is None for p in procs) and time.monotonic() < deadline
+            time.sleep(0.05)
+        procs[1].kill()
+        stdout, stderr = procs[0].communicate(timeout=300)  # TensorFlow notices the missing heartbeats
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        shutil.rmtree(worker_folder(out, 1), ignore_errors=True)  # killed worker 1's; a restart would remove it
+    assert procs[0].returncode == 1
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("Error: a worker stopped")
+    assert "restart every worker with --resume" in stderr
