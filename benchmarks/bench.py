@@ -1,7 +1,8 @@
 """Measure .tflite models side by side on the device: speed, memory, size and per-digit quality.
 
 This is the run behind ``mnist-edge bench``; the pieces live beside it: timing.py (load time,
-latency, throughput, in interleaved rounds), memory.py (peak RSS in a child process), gate.py (the
+latency, throughput, in interleaved rounds), memory.py (peak RSS in a child process), trust.py
+(paired statistics, results by difficulty, acceleration check, runtime conformance), gate.py (the
 release gate) and report.py (report.md/.json/.csv). Quality comes from
 ``edge_runtime.metrics.evaluate``, the code training uses, on each model's own thresholds
 (embedded metadata; 0.5 without).
@@ -17,11 +18,15 @@ import numpy as np
 from edge_runtime import Classifier, __version__
 from edge_runtime.dataset_file import load_labelled_npz
 from edge_runtime.errors import MnistEdgeError
+from edge_runtime.file_set import check_complete
+from edge_runtime.metadata import read_metadata
 from edge_runtime.metrics import evaluate
 
+from .acceleration import cpu_frequency_mhz, frequency_record
 from .machine import describe_machine
 from .memory import measure_memory
 from .timing import LOAD_REPEATS, cycle, latency_stats, time_inference, time_loads
+from .trust import add_trust
 
 # Measurement defaults (the CLI shows and uses these).
 DEFAULTS = dict(
@@ -64,8 +69,12 @@ class Bench:
 def run_benchmark(models, data, runs=DEFAULTS["runs"], warmup=DEFAULTS["warmup"],
                   threads=DEFAULTS["threads"], batches=DEFAULTS["batches"], rounds=DEFAULTS["rounds"],
                   runtime=DEFAULTS["runtime"], use_xnnpack=DEFAULTS["use_xnnpack"], memory=True,
-                  progress=None):
-    """Benchmark ``models`` (paths; the first is the baseline for ΔF1) on the labelled ``data`` npz."""
+                  bootstrap=None, runtimes=None, progress=None):
+    """Benchmark ``models`` (paths; the first is the baseline for ΔF1) on the labelled ``data`` npz.
+
+    ``bootstrap``: paired.BOOTSTRAP overrides (resamples, seed, confidence); ``runtimes``: [(name,
+    python or None)] to compare for conformance (conformance.parse_runtimes), None to skip.
+    """
     say = progress or (lambda message: None)
     models, threads, batches = [Path(m) for m in models], list(threads), list(batches)
     if not models:
@@ -80,10 +89,12 @@ def run_benchmark(models, data, runs=DEFAULTS["runs"], warmup=DEFAULTS["warmup"]
         return Classifier(str(path), num_threads=num_threads, runtime=runtime, use_xnnpack=use_xnnpack)
 
     entries, scores, clfs = _score_models(models, images, labels, data, settings, load, say)
+    frequency_before = cpu_frequency_mhz()
     say(f"load time: {LOAD_REPEATS} fresh loads per model, interleaved")
     for entry, (load_ms, first_ms) in zip(entries, time_loads(models, images[:1], lambda p: load(p, threads[0]))):
         entry.update(load_ms=load_ms, first_inference_ms=first_ms)
     latency = _add_timing(entries, clfs, images, settings, say)
+    frequency = frequency_record(frequency_before, cpu_frequency_mhz())
     for path, entry in zip(models, entries):
         if memory:
             say(f"memory: {entry['name']} in a fresh process")
@@ -97,10 +108,13 @@ def run_benchmark(models, data, runs=DEFAULTS["runs"], warmup=DEFAULTS["warmup"]
         "data": {"path": str(data), "num_images": int(len(images)), "image_shape": list(images.shape[1:]),
                  "sha256": _sha256(data)},
         "settings": settings,
-        "machine": describe_machine(first.runtime_name, first.runtime_version, threads, use_xnnpack),
+        "machine": {**describe_machine(first.runtime_name, first.runtime_version, threads, use_xnnpack),
+                    "cpu_frequency_during_timing": frequency},
         "methods": METHODS,
         "models": entries,
     }
+    add_trust(report, models, data, images, labels, scores, [clfs[i, threads[0]].thresholds for i in range(len(models))],
+              runtime, threads[0], bootstrap=bootstrap, runtimes=runtimes, say=say)
     return Bench(report, images, labels, scores, latency)
 
 
@@ -118,6 +132,7 @@ def _score_models(models, images, labels, data, settings, load, say):
             name=names[i], path=str(path), format=clf.model_format, size_bytes=path.stat().st_size,
             runtime={"name": clf.runtime_name, "version": clf.runtime_version},
             threads=threads[0], xnnpack=settings["xnnpack"], thresholds=[float(t) for t in clf.thresholds],
+            source_model_sha256=clf.metadata.get("source_model_sha256"),
             **quality))
         for t in threads:
             clfs[i, t] = clf if t == threads[0] else load(path, t)
@@ -148,6 +163,27 @@ def _add_deltas(entries, settings):
         entry["delta_f1"] = None if i == 0 else [a - b for a, b in zip(f1, base)]
         entry["delta_macro_f1"] = None if i == 0 else entry["macro_f1"] - entries[0]["macro_f1"]
         entry["settings"] = settings
+
+
+def mixed_sources(models):
+    """None when the models come from one trained model (or cannot tell: no metadata), else a sentence
+    naming which come from which source model (the ``source_model_sha256`` convert embeds).
+
+    Also refuses a folder whose last publication was cut off: its files may come from two runs.
+    """
+    sources = {}
+    for path in models:
+        check_complete(Path(path).parent, "model set")
+        if not os.path.isfile(path):
+            continue  # the Classifier says what is wrong with it
+        digest = (read_metadata(path) or {}).get("source_model_sha256")
+        if digest:
+            sources.setdefault(digest, []).append(Path(path).name)
+    if len(sources) < 2:
+        return None
+    groups = "; ".join(f"{', '.join(names)} from {digest[:12]}" for digest, names in sources.items())
+    return (f"the models come from different trained models ({groups}), so their F1 differences measure "
+            "training, not conversion")
 
 
 def display_names(paths):

@@ -9,6 +9,10 @@ import numpy as np
 from edge_runtime.files import write_text_atomic
 from edge_runtime.model_contract import NUM_CLASSES
 
+from .markdown import table
+from .report_trust import (acceleration_section, conformance_section, csv_columns, difficulty_section,
+                           paired_section, strata_rows)
+
 
 def write_reports(bench, out_dir):
     """Write PNGs (when matplotlib is there), report.csv, report.json, report.md; returns written paths."""
@@ -18,22 +22,36 @@ def write_reports(bench, out_dir):
     out_dir.mkdir(parents=True, exist_ok=True)
     pngs, note = plots.write_plots(bench, out_dir)
     bench.report["plots"] = {"files": [p.name for p in pngs], "note": note}
+    names = ["report.csv", "report.json", "report.md"]
     write_text_atomic(out_dir / "report.csv", report_csv(bench.report))
     write_text_atomic(out_dir / "report.json", json.dumps(bench.report, indent=2, allow_nan=False) + "\n")
     write_text_atomic(out_dir / "report.md", report_markdown(bench.report))
-    return pngs + [out_dir / n for n in ("report.csv", "report.json", "report.md")]
+    strata = strata_rows(bench.report)
+    if len(strata) > 1:
+        write_text_atomic(out_dir / "strata.csv", _csv_text(strata))
+        names.append("strata.csv")
+    return pngs + [out_dir / n for n in names]
+
+
+def _csv_text(rows):
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue()
 
 
 def report_csv(report):
-    """One row per model and thread setting."""
+    """One row per model and thread setting; the paired columns (ΔF1 interval, McNemar p) are empty
+    for the baseline."""
     batches = report["settings"]["batches"]
+    paired_header = list(csv_columns(report["models"][0]))
     header = (["model", "path", "format", "size_bytes", "runtime", "runtime_version", "threads", "xnnpack",
                "load_ms", "first_inference_ms"]
               + [f"latency_{k}_us" for k in ("mean", "std", "min", "p50", "p90", "p99")]
               + [f"ips_batch{b}" for b in batches]
               + ["peak_rss_mb", "model_rss_mb", "macro_f1", "micro_f1", "subset_accuracy", "hamming_loss",
                  "delta_macro_f1"]
-              + [f"f1_{d}" for d in range(NUM_CLASSES)] + [f"delta_f1_{d}" for d in range(NUM_CLASSES)])
+              + [f"f1_{d}" for d in range(NUM_CLASSES)] + [f"delta_f1_{d}" for d in range(NUM_CLASSES)]
+              + paired_header)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -48,19 +66,13 @@ def report_csv(report):
                 + [m["peak_rss_mb"], m["model_rss_mb"], _f(m["macro_f1"]), _f(m["micro_f1"]),
                    _f(m["subset_accuracy"]), _f(m["hamming_loss"]), _f(m["delta_macro_f1"])]
                 + [_f(v) for v in m["per_digit"]["f1"]]
-                + [_f(v) for v in (m["delta_f1"] or [None] * NUM_CLASSES)])
+                + [_f(v) for v in (m["delta_f1"] or [None] * NUM_CLASSES)]
+                + [_f(v) for v in csv_columns(m).values()])
     return out.getvalue()
 
 
 def _f(value, digits=6):
     return "" if value is None else round(value, digits)
-
-
-def _table(header, rows, align):
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _size(n):
@@ -87,20 +99,22 @@ def summary_table(report):
         if m["delta_f1"] is not None:
             d = int(np.argmin(m["delta_f1"]))
             worst = f"{m['delta_f1'][d]:+.4f} (digit {d})"
-        row = [m["name"], m["format"], _size(m["size_bytes"]), f"{m['macro_f1']:.4f}",
-               _signed(m["delta_macro_f1"]), worst or "—"]
+        ci = m.get("paired") and m["paired"]["bootstrap"]["macro"]
+        delta = _signed(m["delta_macro_f1"]) + (f" [{ci['low']:+.4f}, {ci['high']:+.4f}]" if ci else "")
+        row = [m["name"], m["format"], _size(m["size_bytes"]), f"{m['macro_f1']:.4f}", delta, worst or "—"]
         for t in threads:
             ips = m["throughput_by_threads"][str(t)][str(big)]
             row += [f"{m['latency_by_threads'][str(t)]['p50'] / 1000:.3f}", "—" if ips is None else f"{ips:,.0f}"]
         row += [f"{m['load_ms']:.1f}", "—" if m["peak_rss_mb"] is None else f"{m['peak_rss_mb']:.1f}"]
         rows.append(row)
-    return _table(header, rows, "llrrrr" + "rr" * len(threads) + "rr")
+    return table(header, rows, "llrrrr" + "rr" * len(threads) + "rr")
 
 
 def report_markdown(report):
     """The human-readable report: summary, per-digit F1 (first model vs each other), details, machine."""
     out = _summary_section(report) + _gate_section(report)
-    for section in (_per_digit_section, _quality_section, _latency_section, _memory_section, _closing_sections):
+    for section in (_per_digit_section, paired_section, difficulty_section, _quality_section, _latency_section,
+                    _memory_section, acceleration_section, conformance_section, _closing_sections):
         out += section(report)
     return "\n".join(out) + "\n"
 
@@ -114,8 +128,8 @@ def _summary_section(report):
             f"threads {', '.join(map(str, s['threads']))}; {s['runs']} timed runs after {s['warmup']} "
             f"warm-up, in {s['rounds']} interleaved rounds. Created {report['created']}.", "",
             "## Summary", "", summary_table(report), "",
-            f"ΔF1 is against the first model, `{models[0]['name']}`; negative means worse. "
-            "Each model uses its own thresholds.", ""]
+            f"ΔF1 is against the first model, `{models[0]['name']}`; negative means worse; in brackets its "
+            "paired bootstrap interval (see below). Each model uses its own thresholds.", ""]
 
 
 def _gate_section(report):
@@ -123,7 +137,8 @@ def _gate_section(report):
         return []
     g = report["gate"]
     rules = [f"--{k.replace('_', '-')} {g[k]}" for k in ("max_f1_drop", "min_macro_f1") if g[k] is not None]
-    out = ["## Release gate", "", f"{', '.join(rules)}: " + ("**passed**" if g["passed"] else "**FAILED**"), ""]
+    out = ["## Release gate", "", f"{', '.join(rules)}: " + ("**passed**" if g["passed"] else "**FAILED**"), "",
+           f"Judged on {g['judged_on']}.", ""]
     return out + [f"- {f}" for f in g["failures"]] + ([""] if g["failures"] else [])
 
 
@@ -138,14 +153,19 @@ def _per_digit_section(report):
         for m in others:
             row += [f"{m['per_digit']['f1'][d]:.4f}", f"{m['delta_f1'][d]:+.4f}"]
         rows.append(row)
-    return ["## Per-digit F1", "", _table(header, rows, "l" + "r" * (len(header) - 1)), ""]
+    return ["## Per-digit F1", "", table(header, rows, "l" + "r" * (len(header) - 1)), ""]
 
 
 def _quality_section(report):
     rows = [[m["name"], f"{m['macro_f1']:.4f}", f"{m['micro_f1']:.4f}", f"{m['subset_accuracy']:.4f}",
              f"{m['hamming_loss']:.4f}", " ".join(f"{t:.3g}" for t in m["thresholds"])] for m in report["models"]]
-    return ["## Quality", "", _table(["model", "macro-F1", "micro-F1", "subset accuracy", "Hamming loss",
-                                      "thresholds 0..9"], rows, "lrrrrl"), ""]
+    out = ["## Quality", "", table(["model", "macro-F1", "micro-F1", "subset accuracy", "Hamming loss",
+                                     "thresholds 0..9"], rows, "lrrrrl"), ""]
+    if all("top2_pair_accuracy" in m for m in report["models"]):  # every image holds two digits: MultiMNIST
+        out += ["Two digits per image (MultiMNIST): share of images whose two top-scoring digits are exactly "
+                "the true pair (Sabour et al. 2017: CapsNet 94.8%, their CNN baseline 91.9%): "
+                + ", ".join(f"`{m['name']}` {m['top2_pair_accuracy']:.2%}" for m in report["models"]), ""]
+    return out
 
 
 def _latency_section(report):
@@ -157,7 +177,7 @@ def _latency_section(report):
             rows.append([m["name"], t] + [f"{lat[k]:.1f}" for k in ("mean", "std", "min", "p50", "p90", "p99")]
                         + ["—" if ips[str(b)] is None else f"{ips[str(b)]:,.0f}" for b in batches])
     return ["## Latency (µs per image) and throughput (images/s)", "",
-            _table(["model", "threads", "mean", "std", "min", "p50", "p90", "p99"]
+            table(["model", "threads", "mean", "std", "min", "p50", "p90", "p99"]
                    + [f"img/s @{b}" for b in batches], rows, "lr" + "r" * (6 + len(batches))), ""]
 
 
@@ -166,7 +186,7 @@ def _memory_section(report):
              *("—" if m[k] is None else f"{m[k]:.1f}" for k in ("peak_rss_mb", "model_rss_mb"))]
             for m in report["models"]]
     return ["## Start-up and memory", "",
-            _table(["model", "load ms", "first inference ms", "peak RSS MB (process)", "RSS added by model MB"],
+            table(["model", "load ms", "first inference ms", "peak RSS MB (process)", "RSS added by model MB"],
                    rows, "lrrrr"), ""]
 
 
@@ -177,7 +197,7 @@ def _closing_sections(report):
     out += [f"![{Path(f).stem}]({f})" for f in plots.get("files", [])]
     out += [plots["note"]] if plots.get("note") else []
     out += ["", "## Machine", ""]
-    out += [f"- {k}: {v}" for k, v in report["machine"].items()]
+    out += [f"- {k}: {v}" for k, v in report["machine"].items() if not isinstance(v, dict)]  # dicts: own sections
     out += ["", "## How it was measured", ""]
     out += [f"- {k}: {v}" for k, v in report["methods"].items()]
     return out

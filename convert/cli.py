@@ -4,6 +4,7 @@ from pathlib import Path
 import click
 
 from edge_runtime.cli_options import comma_list
+from edge_runtime.output_folder import check_output_folder
 
 from .tensorflow_env import require_tensorflow
 from .tflite import CALIB_SAMPLES, DEFAULT_FORMATS, FORMATS, SEED, VERIFY_SAMPLES, convert
@@ -32,7 +33,7 @@ def _formats(ctx, param, value):
                    "[default: val.npz of the data set recorded in RUN_DIR/metadata.json]")
 @click.option("--verify-samples", type=click.IntRange(min=1), default=VERIFY_SAMPLES, show_default=True,
               help="Validation images on which each file is compared with the Keras model.")
-@click.option("--seed", type=int, default=SEED, show_default=True, help="Seed for choosing calibration and verification images.")
+@click.option("--seed", type=click.IntRange(min=0), default=SEED, show_default=True, help="Seed for choosing calibration and verification images.")
 def convert_command(source, out, formats, calib, calib_samples, val, verify_samples, seed):
     """Convert a trained model to verified TensorFlow Lite files with metadata inside.
 
@@ -41,9 +42,10 @@ def convert_command(source, out, formats, calib, calib_samples, val, verify_samp
     int8     full-integer (int8 input/output, TFLITE_BUILTINS_INT8 only, per-channel weights),
              the file that ships to devices; thresholds re-tuned on its own validation scores;
     dynamic  dynamic-range (int8 weights), and float16 (float16 weights), for the benchmark.
-    Each file is checked (ops, integer-only, agreement with Keras) before it replaces an older
-    one; a check that fails exits non-zero and says why.
+    Each file is checked (ops, integer-only, agreement with Keras); only when every format passes
+    do they replace the older files, together; a check that fails exits non-zero and says why.
     """
+    check_output_folder(out)  # before loading anything; convert() locks it while it writes
     require_tensorflow("convert")
     convert(source, out, formats=formats, calib=calib, calib_samples=calib_samples, val=val,
             verify_samples=verify_samples, seed=seed)

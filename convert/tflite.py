@@ -9,12 +9,15 @@ surfaces as an unrelated error. ``model.export(..., format="tf_saved_model")`` +
 TF >= 2.16, and fails where the real problem is. Keras' export serves the model in inference
 mode; the float32 agreement bound would catch it if it ever did not.
 
-Every file is written to a temporary name, verified from disk, and only then renamed over the old
-one, so a failed conversion leaves the previous file in place and no partial file behind.
+Every file is written into a staging folder and verified from disk; only when every format passed
+are they moved in, as one set (edge_runtime.file_set): a failed or killed conversion leaves the
+previous files as they were, never a new float32 beside an old int8.
 """
 import hashlib
 import json
+import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import click
@@ -23,13 +26,16 @@ import numpy as np
 from edge_runtime import __version__
 from edge_runtime.dataset_file import load_labelled_npz
 from edge_runtime.errors import MnistEdgeError, first_line
-from edge_runtime.files import atomic_path
+from edge_runtime.file_set import staged_set
+from edge_runtime.files import TEMP_TAG
+from edge_runtime.output_folder import claim_output
 from edge_runtime.metadata import read_metadata
 from edge_runtime.metrics import DEFAULT_THRESHOLD, tune_thresholds
 from edge_runtime.model_contract import NUM_CLASSES, PREPROCESSING, to_model_input
 
 from . import verify
 from .embed import embed_metadata
+from .tensorflow_env import import_tensorflow, quiet_native_output
 
 FORMATS = ("float32", "int8", "dynamic", "float16")
 DEFAULT_FORMATS = ("float32", "int8")  # the reference and the file that ships
@@ -43,12 +49,13 @@ def convert(source, out_dir, formats=DEFAULT_FORMATS, calib=None, calib_samples=
     """Convert RUN_DIR (or a .keras file) to ``out_dir/model_<format>.tflite`` for each format.
 
     Prints the verification table through ``echo``. Returns one report per format (path,
-    structure, agreement, metadata). Raises MnistEdgeError naming every format that failed; the
-    formats that passed are written all the same.
+    structure, agreement, metadata). Raises MnistEdgeError naming every format that failed; then
+    no file is written, not even the formats that passed (they would not match the old files).
     """
     model, base, model_path = load_source(source)
     val = Path(val) if val else _dataset_file(base, model_path, "val.npz", "--val")
     val_images, val_labels = load_labelled_npz(val)
+    _check_not_empty(val, val_images, "verification and threshold tuning")
     refuse_test_split(val, "validation (threshold tuning)", val_labels, base.get("dataset"))
     _check_size(val, val_images, model)
     rng = np.random.default_rng(seed)
@@ -69,73 +76,82 @@ def convert(source, out_dir, formats=DEFAULT_FORMATS, calib=None, calib_samples=
         calib = Path(calib) if calib else val
         images, labels = (val_images, val_labels) if calib == val else load_labelled_npz(calib, require_labels=False)
         refuse_test_split(calib, "calibration", labels, base.get("dataset"))
+        _check_not_empty(calib, images, "int8 calibration")
         _check_size(calib, images, model)
         calib_images = images[np.sort(rng.choice(len(images), min(calib_samples, len(images)), replace=False))]
         base_int8 = {**base, "calibration": {"file": calib.name, "samples": len(calib_images), "seed": seed}}
 
     reports, failures = [], []
-    with tempfile.TemporaryDirectory(prefix="mnist-edge-savedmodel-") as saved_model:
-        export_saved_model(model, saved_model)
-        for fmt in formats:
-            report = {"format": fmt, "path": Path(out_dir) / f"model_{fmt}.tflite"}
-            reports.append(report)
-            try:
-                data = convert_saved_model(saved_model, fmt, calib_images)
-                _verify_and_write(report, data, base_int8 if fmt == "int8" else base, ref)
-            except MnistEdgeError as e:
-                report["error"] = e.message
-                failures.append(f"{fmt}: {e.message}")
-    echo(format_table(reports))
-    if failures:
-        raise MnistEdgeError("; ".join(failures) + " (previous files, if any, were left untouched)")
+    with claim_output(out_dir), staged_set(out_dir) as stage:  # one convert per folder; all files or none
+        # Beside the output (named as our temp files), so a kill leaves nothing in /tmp for ever.
+        with tempfile.TemporaryDirectory(prefix=f".savedmodel{TEMP_TAG}", dir=out_dir) as saved_model:
+            export_saved_model(model, saved_model)
+            for fmt in formats:
+                report = {"format": fmt, "path": Path(out_dir) / f"model_{fmt}.tflite"}
+                reports.append(report)
+                try:
+                    data = convert_saved_model(saved_model, fmt, calib_images)
+                    _verify_and_write(report, data, base_int8 if fmt == "int8" else base, ref, stage)
+                except MnistEdgeError as e:
+                    report["error"] = e.message
+                    failures.append(f"{fmt}: {e.message}")
+        echo(format_table(reports))
+        if failures:
+            raise MnistEdgeError("; ".join(failures) + f" (no file written: {out_dir} was left as it was)")
     return reports
 
 
-def _verify_and_write(report, data, base, ref):
-    """Write ``data`` to a temporary file, check it, embed the metadata, check again, then rename.
+def _verify_and_write(report, data, base, ref, stage):
+    """Write ``data`` into the staging folder, check it, embed the metadata, check again.
 
     Fills in ``report`` as it goes, so the table shows how far a failed file got.
     """
     fmt, path = report["format"], report["path"]
     structure = report["structure"] = verify.inspect(data)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-        scores = verify.scores(tmp, ref.images)
-        thresholds = ref.thresholds if fmt == "float32" else tune_thresholds(ref.labels, scores)
-        agree = report["agreement"] = verify.agreement(ref, scores, thresholds)
-        found = verify.problems(fmt, structure, agree)
-        if found:
-            raise MnistEdgeError("; ".join(found))
-        metadata = {
-            **base,
-            "format": fmt,
-            "thresholds": [float(t) for t in thresholds],
-            "thresholds_float": [float(t) for t in ref.thresholds],
-            "quantization": structure["quantization"],
-            "verification": {**{k: structure[k] for k in ("size_bytes", "ops", "fully_integer", "per_channel")},
-                             "agreement": agree, "bounds": verify.BOUNDS[fmt]},
-        }
-        tmp.write_bytes(embed_metadata(data, metadata))
-        if read_metadata(tmp) != json.loads(json.dumps(metadata)):
-            raise MnistEdgeError(f"{path}: the embedded metadata does not read back")
-        if not np.allclose(verify.scores(tmp, ref.images[ref.subset]), scores[ref.subset], rtol=0, atol=1e-6):
-            raise MnistEdgeError(f"{path}: the file with metadata computes other scores than without")
-        report.update(size_bytes=tmp.stat().st_size, metadata=metadata)
+    tmp = stage / path.name
+    tmp.write_bytes(data)
+    scores = verify.scores(tmp, ref.images)
+    thresholds = ref.thresholds if fmt == "float32" else tune_thresholds(ref.labels, scores)
+    agree = report["agreement"] = verify.agreement(ref, scores, thresholds)
+    found = verify.problems(fmt, structure, agree)
+    if found:
+        raise MnistEdgeError("; ".join(found))
+    metadata = {
+        **base,
+        "format": fmt,
+        "thresholds": [float(t) for t in thresholds],
+        "thresholds_float": [float(t) for t in ref.thresholds],
+        "quantization": structure["quantization"],
+        "verification": {**{k: structure[k] for k in ("size_bytes", "ops", "fully_integer", "per_channel")},
+                         "agreement": agree, "bounds": verify.BOUNDS[fmt]},
+    }
+    tmp.write_bytes(embed_metadata(data, metadata))
+    if read_metadata(tmp) != json.loads(json.dumps(metadata)):
+        raise MnistEdgeError(f"{path}: the embedded metadata does not read back")
+    if not np.allclose(verify.scores(tmp, ref.images[ref.subset]), scores[ref.subset], rtol=0, atol=1e-6):
+        raise MnistEdgeError(f"{path}: the file with metadata computes other scores than without")
+    report.update(size_bytes=tmp.stat().st_size, metadata=metadata)
 
 
 def load_source(source):
     """RUN_DIR or MODEL.keras -> (Keras model, metadata.json dict or {}, path of the .keras file)."""
     source = Path(source)
-    model_path = source / "model.keras" if source.is_dir() else source
-    if not model_path.is_file():
+    try:
+        model_path = source / "model.keras" if source.is_dir() else source
+        found = model_path.is_file()
+    except OSError as e:  # e.g. a folder without read or search permission
+        raise MnistEdgeError(f"{source}: cannot be read ({e.strerror}); check its permissions") from None
+    if not found:
         raise MnistEdgeError(f"{source}: no model.keras here; pass a RUN_DIR from `mnist-edge train` or a .keras file")
     meta_path = model_path.parent / "metadata.json"
     metadata = {}
     if meta_path.is_file():
         try:
             metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
-            raise MnistEdgeError(f"{meta_path}: not valid JSON ({e})") from None
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise MnistEdgeError(f"{meta_path}: not readable JSON ({first_line(e)})") from None
+    _check_zip(model_path)
+    import_tensorflow()  # Keras loads it; this keeps its start-up lines out of the output
     import keras
 
     try:
@@ -147,6 +163,25 @@ def load_source(source):
         raise MnistEdgeError(f"{model_path}: expected one fixed-size (N,H,W,1) input and a (N,{NUM_CLASSES}) output, "
                              f"got {model.input_shape} -> {model.output_shape}")
     return model, metadata, model_path
+
+
+def _check_not_empty(path, images, role):
+    if not len(images):
+        raise MnistEdgeError(f"{path}: holds no images, so it cannot serve for {role}; pass a file with images")
+
+
+def _check_zip(model_path):
+    """A .keras file is a zip archive: a truncated or corrupt one is named so (Keras says "File not found")."""
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            bad = archive.testzip()
+    except PermissionError as e:
+        raise MnistEdgeError(f"{model_path}: cannot be read ({e.strerror}); check its permissions") from None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise MnistEdgeError(f"{model_path}: truncated or corrupt .keras file ({first_line(e)}); "
+                             f"train again or copy it again") from None
+    if bad is not None:
+        raise MnistEdgeError(f"{model_path}: corrupt .keras file ({bad} fails its checksum); train again or copy it again")
 
 
 def _check_size(path, images, model):
@@ -190,7 +225,8 @@ def _dataset_file(metadata, model_path, name, option):
 
 def export_saved_model(model, directory):
     try:
-        model.export(str(directory), format="tf_saved_model", verbose=False)
+        with quiet_native_output():
+            model.export(str(directory), format="tf_saved_model", verbose=False)
     except Exception as e:  # the traced model's own error, whatever its type
         raise MnistEdgeError(f"cannot export the Keras model as a SavedModel: {first_line(e)}") from None
 
@@ -210,7 +246,8 @@ def convert_saved_model(saved_model, fmt, calib_images=None):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf.int8
     try:
-        return bytes(converter.convert())
+        with quiet_native_output():
+            return bytes(converter.convert())
     except Exception as e:  # converter errors come as several types, with long MLIR dumps
         raise MnistEdgeError(f"the TFLite converter failed: {first_line(e)}") from None
 

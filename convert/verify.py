@@ -14,9 +14,10 @@ too); and the macro-F1 drop, each model with its own thresholds. Bounds, per for
 measured on small CNNs trained for seconds (val macro-F1 0.5-0.85; fewer scores sit near a
 threshold in a well-trained model, so its figures are better):
 
-- float32: the same arithmetic in another order of summation: max |Δp| measured ~4e-7, bound 1e-4
-  (catches a wrong op or training-mode dropout, leaves room for deeper models); identical sets
-  >= 99.9% (only an image sitting on a threshold may flip).
+- float32: the same arithmetic in another order of summation, judged on the scores alone: max |Δp|
+  measured ~4e-7, bound 1e-4 (catches a wrong op or training-mode dropout, leaves room for deeper
+  models); mean |Δp| measured ~1e-8, bound 1e-6. Not on identical sets: a weak model's scores sit
+  on its thresholds, and a 1e-7 difference flipped 21-32% of them in an exact conversion.
 - float16: weights rounded to 11-bit mantissas, arithmetic in float32: max |Δp| measured
   3e-4 to 2e-3, bound 1e-2; identical sets measured >= 99.6%, bound 99%.
 - dynamic: int8 weights, activations quantized on the fly: mean |Δp| measured ~1e-3, bound 0.01;
@@ -40,7 +41,7 @@ from edge_runtime.metrics import binarize, evaluate
 
 # Upper bounds, except identical_sets, a lower bound (see the module docstring for why).
 BOUNDS = {
-    "float32": {"max_abs_diff": 1e-4, "identical_sets": 0.999},
+    "float32": {"max_abs_diff": 1e-4, "mean_abs_diff": 1e-6},
     "float16": {"max_abs_diff": 1e-2, "identical_sets": 0.99},
     "dynamic": {"mean_abs_diff": 0.01, "identical_sets_confident": 0.99},
     "int8": {"mean_abs_diff": 0.02, "identical_sets_confident": 0.99, "macro_f1_drop": 0.02},

@@ -9,7 +9,8 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {"Classifier": "classifier", "Prediction": "classifier", "default_model_path": "classifier",
-            "load_images": "images", "read_metadata": "metadata"}
+            "load_images": "images", "read_metadata": "metadata", "prepare": "preprocess",
+            "PictureWarning": "preprocess"}
 __all__ = [*_EXPORTS, "__version__"]
 
 

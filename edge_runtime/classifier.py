@@ -18,6 +18,7 @@ from .metrics import DEFAULT_THRESHOLD
 from .model_contract import NUM_CLASSES, PREPROCESSING
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"  # where the package's own models ship
+SHIPPED_FORMATS = ("float32", "int8")  # the formats shipped there (model_<format>.tflite)
 MAX_BATCH = 256  # images per invoke; larger inputs run in chunks so activations stay small on a device
 
 
@@ -39,7 +40,8 @@ class Classifier:
     """Digit scores and predictions for one image or a batch, in one invoke per batch.
 
     Images are uint8 (0..255) or float ([0,1]), shaped (H,W), (N,H,W) or (N,H,W,1) with the model's
-    own H,W; other sizes are refused rather than silently stretched: ``load_images`` fits any
+    own H,W, used as they are (no per-image preprocessing on this hot path, which ``bench`` times);
+    other sizes are refused rather than silently stretched: ``load_images`` and ``prepare`` fit any
     picture to the model. Thresholds come from ``thresholds`` (one number or ten), else the model's
     embedded metadata, else 0.5.
 
@@ -115,7 +117,7 @@ class Classifier:
         if a.shape[1:] != self.input_shape:
             raise MnistEdgeError(f"images are {a.shape[1]}x{a.shape[2]} but the model takes "
                                  f"{self.input_shape[0]}x{self.input_shape[1]}; "
-                                 "edge_runtime.load_images fits pictures of any size to the model")
+                                 "edge_runtime.load_images or edge_runtime.prepare fits pictures of any size to the model")
         if a.dtype == np.uint8:
             x = self._from_uint8(a)
         elif a.dtype.kind == "f":

@@ -1,5 +1,6 @@
 """``mnist-edge infer``: the digits in image files, folders and arrays, with the device runtime only."""
 import json
+import warnings
 
 import click
 
@@ -7,12 +8,35 @@ from .classifier import Classifier
 from .errors import MnistEdgeError
 from .images import iter_images
 from .interpreter import RUNTIMES
+from .metadata import missing_metadata_warning
+from .preprocess import DIGIT_HEIGHTS, TARGET_HEIGHT, PictureWarning, supported_heights
+from .sample import example_pictures
 
 BATCH = 64  # images per invoke while streaming through many files
+INFER_HELP = f"""Print the digits found in each INPUT.
+
+    INPUT is an image file (PNG, JPEG, BMP, PGM; any size or colour), a folder of them, or a
+    .npy/.npz array of uint8 (N,H,W) images (key `images`). Pictures are normalised as MNIST:
+    a 1-3 px frame stripped, dark ink on light paper inverted, the paper mapped to black, faint
+    ink stretched, and resized (never stretched) so the digits' ink is about {TARGET_HEIGHT} px tall
+    in the model's input. Supported digit heights there: {DIGIT_HEIGHTS[0]}-{DIGIT_HEIGHTS[1]} px (or what
+    the model's metadata says); a picture whose digits cannot be brought into that range, or that
+    does not look like digits, gets a one-line warning on stderr. A picture without ink gives no
+    digits. Arrays of the model's own size are used as they are; other sizes are prepared like
+    pictures but never inverted. Unreadable inputs are reported on stderr; the others are still
+    printed, and the exit status is 1.
+
+    \b
+    Examples:
+      mnist-edge infer --example                  # the shipped model on the shipped example pictures
+      mnist-edge infer scan.png scans/ --model model_int8.tflite
+    """
 
 
-@click.command("infer")
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.command("infer", help=INFER_HELP)
+@click.argument("inputs", nargs=-1, metavar="INPUT...")
+@click.option("--example", is_flag=True,
+              help="Also run on the example pictures shipped with the package (their names give their digits).")
 @click.option("--model", "-m", type=click.Path(path_type=str), default=None,
               help="A .tflite model from `mnist-edge convert` or any with one (1,H,W,1) input and 10 "
                    "outputs. [default: the int8 model shipped with the package]")
@@ -24,17 +48,29 @@ BATCH = 64  # images per invoke while streaming through many files
 @click.option("--runtime", type=click.Choice(["auto", *RUNTIMES]), default="auto", show_default=True,
               help="Interpreter package; auto tries them in this order.")
 @click.option("--no-xnnpack", is_flag=True, help="Run without the default XNNPACK delegate (for comparisons).")
-def infer_command(inputs, model, as_json, threshold, threads, runtime, no_xnnpack):
-    """Print the digits found in each INPUT.
-
-    INPUT is an image file (PNG, JPEG, BMP, PGM; any size or colour, dark ink on light paper is
-    inverted), a folder of them, or a .npy/.npz array of uint8 (N,H,W) images (key `images`).
-    Unreadable inputs are reported on stderr; the others are still printed, and the exit status is 1.
-    """
+def infer_command(inputs, example, model, as_json, threshold, threads, runtime, no_xnnpack):
+    """Print the digits found in each INPUT (help: INFER_HELP)."""
+    if example:
+        pictures = example_pictures()
+        click.echo(f"Example pictures shipped with mnist-edge, named by their true digits: {pictures[0].parent}", err=True)
+        inputs = (*inputs, *map(str, pictures))
+    if not inputs:
+        raise click.UsageError("give INPUT files or folders, or --example for the pictures shipped with the package")
     clf = Classifier(model, num_threads=threads, runtime=runtime, use_xnnpack=not no_xnnpack, thresholds=threshold)
-    show = _json_line if as_json else _text_line
+    if not clf.metadata:
+        click.echo(missing_metadata_warning(clf.model_path, threshold), err=True)
+    with warnings.catch_warnings():  # the command owns its process: warnings as one "Warning: ..." line each
+        warnings.simplefilter("always", PictureWarning)
+        warnings.showwarning = _warning_line
+        failed = _infer(clf, inputs, _json_line if as_json else _text_line)
+    if failed:
+        raise MnistEdgeError(f"{failed} input(s) could not be read (reported above)")
+
+
+def _infer(clf, inputs, show):
+    """Print a line per image in batches of BATCH; the number of inputs that could not be read."""
     names, images, failed = [], [], 0
-    for name, item in iter_images(inputs, clf.input_shape):
+    for name, item in iter_images(inputs, clf.input_shape, supported_heights(clf.metadata)):
         if isinstance(item, MnistEdgeError):
             click.echo(f"Error: {item.message}", err=True)
             failed += 1
@@ -45,8 +81,11 @@ def infer_command(inputs, model, as_json, threshold, threads, runtime, no_xnnpac
             _print(clf, names, images, show)
             names, images = [], []
     _print(clf, names, images, show)
-    if failed:
-        raise MnistEdgeError(f"{failed} input(s) could not be read (reported above)")
+    return failed
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"Warning: {message}", err=True)
 
 
 def _print(clf, names, images, show):

@@ -1,5 +1,18 @@
 """Parsing shared by the commands' options (click only, so any command may use it on the device)."""
+import math
+
 import click
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf: every range comparison with nan is False, so
+    FloatRange lets it through (``--lr nan`` trained NaN weights and exited 0)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def comma_list(value, convert=str, error="expected a comma-separated list"):
@@ -17,10 +30,10 @@ class ScaleRange(click.ParamType):
     name = "LOW,HIGH"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, (list, tuple)):
-            return [float(v) for v in value]
         try:
-            lo, hi = (float(v) for v in value.split(","))
+            lo, hi = (float(v) for v in (value if isinstance(value, (list, tuple)) else value.split(",")))
         except ValueError:
             self.fail("expected LOW,HIGH, e.g. 0.6,1.2", param, ctx)
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            self.fail(f"expected finite numbers, got {lo:g},{hi:g}", param, ctx)
         return [lo, hi]

@@ -1,41 +1,40 @@
 """Pictures and arrays from files, made to look like the model's training images.
 
-Image files (PNG, JPEG, BMP, PGM and anything else Pillow reads) go through one documented recipe:
-
-1. EXIF orientation applied; any mode to 8-bit gray (16-bit scaled down, palette and CMYK via RGB;
-   transparent pixels are laid on white when the visible ink is dark, on black when it is light,
-   so the ink stays visible either way).
-2. Polarity: the background is the median of the border pixels. A light background (> 127) means
-   dark ink on paper, so the image is inverted: MNIST digits are light on dark.
-3. Fit: resized keeping the aspect ratio to fit the model's H x W, then padded with the background
-   to exactly H x W. Never stretched, since a squashed digit is a different shape.
+Image files (PNG, JPEG, BMP, PGM and anything else Pillow reads) are decoded to 8-bit gray (EXIF
+orientation applied; 16-bit scaled down, palette and CMYK via RGB; transparent pixels laid on white
+when the visible ink is dark, on black when it is light, so the ink stays visible either way), then
+``edge_runtime.preprocess.prepare`` normalises their background and digit scale.
 
 ``.npy`` / ``.npz`` (key ``images``) files hold data, not photos: uint8 (N,H,W) or (H,W) already in
-MNIST polarity (float in [0,1] is scaled to 0..255); they are fitted the same way but never inverted.
+MNIST polarity (float in [0,1] is scaled to 0..255). Images of the model's size are used as they
+are (like ``mnist-edge bench`` does); other sizes are prepared like pictures but never inverted.
 """
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import MnistEdgeError
+from .dataset_file import npz_errors
+from .errors import MnistEdgeError, first_line
+from .preprocess import DIGIT_HEIGHTS, PictureWarning, prepare
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".pnm", ".ppm", ".pbm"}  # what folders expand to
 ARRAY_SUFFIXES = {".npy", ".npz"}
-LIGHT = 127  # border median above this = light background, so the image is inverted
+LIGHT = 127  # mean visible gray above this = light ink, laid on black when transparent
 
 
-def load_images(inputs, size, errors=None):
-    """[(name, uint8 (H,W) image)] for files, folders and arrays, fitted to ``size`` = (H, W).
+def load_images(inputs, size, errors=None, heights=DIGIT_HEIGHTS):
+    """[(name, uint8 (H,W) image)] for files, folders and arrays, prepared for a model of ``size`` = (H, W).
 
     Names are the path, or ``path#i`` for the i-th image of an array file. A file that cannot be
     read raises a one-line MnistEdgeError, unless a list is passed as ``errors``: then the error is
     appended there and loading carries on with the other files (as ``mnist-edge infer`` does).
+    A picture whose digits end up outside ``heights`` (model pixels) or that does not look like
+    digits gets a one-line ``PictureWarning`` naming it.
     """
     images = []
-    for name, item in iter_images(inputs, size):
+    for name, item in iter_images(inputs, size, heights):
         if isinstance(item, MnistEdgeError):
             if errors is None:
                 raise item
@@ -45,8 +44,9 @@ def load_images(inputs, size, errors=None):
     return images
 
 
-def iter_images(inputs, size):
+def iter_images(inputs, size, heights=DIGIT_HEIGHTS):
     """Yield (name, image) or (name, MnistEdgeError) in input order, one file at a time (low memory)."""
+    size = tuple(size)
     for path, problem in _expand(inputs):
         if problem:
             yield str(path), MnistEdgeError(f"{path}: {problem}")
@@ -54,12 +54,19 @@ def iter_images(inputs, size):
         try:
             if path.suffix.lower() in ARRAY_SUFFIXES:
                 for i, image in enumerate(_read_array(path)):
-                    yield f"{path}#{i}", fit(image, size, 0)
+                    yield f"{path}#{i}", image if image.shape == size else _prepared(
+                        f"{path}#{i}", image, size, False, heights)
             else:
-                image, background = to_mnist_polarity(read_gray(path, size))
-                yield str(path), fit(image, size, background)
+                yield str(path), _prepared(path, read_gray(path, size), size, "auto", heights)
         except MnistEdgeError as e:
             yield str(path), e
+
+
+def _prepared(name, picture, size, invert, heights):
+    prepared = prepare(picture, size, invert, heights)
+    if prepared.warning:
+        warnings.warn(f"{name}: {prepared.warning}", PictureWarning, stacklevel=4)
+    return prepared.image
 
 
 def _expand(inputs):
@@ -77,10 +84,12 @@ def _expand(inputs):
 
 
 def read_gray(path, size=None):
-    """Decode any image file to uint8 (H,W), step 1 of the recipe; a one-line error for anything bad.
+    """Decode any image file to uint8 (H,W) gray; a one-line error for anything bad.
 
-    With ``size`` = (H, W), a JPEG decodes straight to gray at the smallest scale still twice that
-    size: a phone photo then costs a fraction of the time and memory on a device.
+    With ``size`` = (H, W), a JPEG decodes straight to gray at the smallest scale still four times
+    that size, and other pictures are box-averaged down to about that: a phone photo or a scanned
+    page then costs a fraction of the time and memory on a device, and digits covering a tenth of
+    it keep enough pixels for ``prepare`` to crop them out.
     """
     try:
         with warnings.catch_warnings():
@@ -88,15 +97,16 @@ def read_gray(path, size=None):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 if size and im.format == "JPEG" and im.mode in ("L", "RGB"):
-                    im.draft("L", (2 * size[1], 2 * size[0]))
-                return _gray(ImageOps.exif_transpose(im))
+                    im.draft("L", (4 * size[1], 4 * size[0]))
+                gray = _gray(ImageOps.exif_transpose(im))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise MnistEdgeError(f"{path}: image too large, refused as a possible decompression bomb ({e})") from None
     except MemoryError:
         raise MnistEdgeError(f"{path}: image too large for memory") from None
     except Exception as e:  # decoders of malformed files raise many types (OSError, SyntaxError, struct.error...)
-        reason = (str(e).splitlines() or [""])[0] or type(e).__name__
-        raise MnistEdgeError(f"{path}: not a readable image ({reason})") from None
+        raise MnistEdgeError(f"{path}: not a readable image ({first_line(e)})") from None
+    factor = min(gray.shape[0] // (4 * size[0]), gray.shape[1] // (4 * size[1])) if size else 1
+    return np.asarray(Image.fromarray(gray).reduce(factor)) if factor >= 2 else gray
 
 
 def _gray(im):
@@ -115,41 +125,15 @@ def _gray(im):
     return np.asarray(im, dtype=np.uint8)
 
 
-def to_mnist_polarity(image):
-    """Step 2: (image, background) with dark-on-light images inverted so digits are light on dark."""
-    border = np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
-    background = int(np.median(border))
-    return (255 - image, 255 - background) if background > LIGHT else (image, background)
-
-
-def fit(image, size, background):
-    """Step 3: resize keeping the aspect ratio to fit (H,W), centred and padded with ``background``."""
-    height, width = size
-    h, w = image.shape
-    if (h, w) == (height, width):
-        return image
-    scale = min(height / h, width / w)
-    new_h, new_w = max(1, min(height, round(h * scale))), max(1, min(width, round(w * scale)))
-    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
-    out = np.full((height, width), background, dtype=np.uint8)
-    top, left = (height - new_h) // 2, (width - new_w) // 2
-    out[top:top + new_h, left:left + new_w] = resized
-    return out
-
-
 def _read_array(path):
     """uint8 (N,H,W) from a .npy or .npz (``images`` key)."""
-    try:
+    with npz_errors(path, kind=path.suffix):
         loaded = np.load(path, allow_pickle=False)
         if hasattr(loaded, "files"):  # an .npz archive
             with loaded:
                 if "images" not in loaded.files:
                     raise MnistEdgeError(f"{path}: no 'images' array (found: {', '.join(loaded.files) or 'none'})")
                 loaded = loaded["images"]
-    except MnistEdgeError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise MnistEdgeError(f"{path}: not a readable {path.suffix} file ({e})") from None
     array = loaded
     if array.ndim == 2:
         array = array[None]

@@ -6,6 +6,8 @@ tflite-runtime builds models without verifying them and crashes the process on a
 every file is first checked, in Python, by ``edge_runtime.flatbuffer.verify``.
 """
 import importlib
+import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,10 @@ RUNTIMES = {
     "tflite_runtime": ("tflite_runtime.interpreter", "tflite_runtime"),
     "tensorflow": ("tensorflow", "tensorflow"),  # Interpreter under .lite, OpResolverType under .lite.experimental
 }
+KERAS_SUFFIXES = (".keras", ".h5")  # what `mnist-edge train` and Keras write; `convert` turns them into .tflite
 IO_DTYPES = (np.float32, np.int8, np.uint8)  # tensor types the Classifier can feed and read
+# The interpreter for 32-bit ARM and Python 3.9: frozen at 2.14, built against numpy 1.
+TFLITE_RUNTIME_INSTALL = 'pip install "numpy<2" "tflite-runtime==2.14.0"'
 
 
 def import_runtime(runtime="auto"):
@@ -32,17 +37,31 @@ def import_runtime(runtime="auto"):
         module_name, package = RUNTIMES[name]
         try:
             module = importlib.import_module(module_name)
-        except ImportError:
+        except ImportError as e:
+            if runtime != "auto":
+                raise MnistEdgeError(_missing_runtime(name, e)) from None
             continue
         if name == "tensorflow":
             interpreter, resolver = module.lite.Interpreter, module.lite.experimental.OpResolverType
         else:
             interpreter, resolver = module.Interpreter, module.OpResolverType
         return interpreter, resolver, name, importlib.import_module(package).__version__
-    if runtime != "auto":
-        raise MnistEdgeError(f"runtime {runtime} is not installed (pip install {runtime.replace('_', '-')})")
-    raise MnistEdgeError("no TFLite interpreter installed: pip install ai-edge-litert "
-                         "(32-bit Pi OS or Python <= 3.11: pip install 'numpy<2' tflite-runtime==2.14.0)")
+    raise MnistEdgeError("no TFLite interpreter installed: pip install ai-edge-litert (Python 3.10+ on x86_64 or "
+                         f"aarch64; elsewhere {TFLITE_RUNTIME_INSTALL})")
+
+
+def _missing_runtime(name, error):
+    """Why ``--runtime name`` cannot load, and how to install it where it can."""
+    installed = importlib.util.find_spec(RUNTIMES[name][1]) is not None
+    problem = f"runtime {name} is installed but does not load ({first_line(error)})" if installed else \
+        f"runtime {name} is not installed"
+    if name == "tflite_runtime":
+        return (f"{problem}: it needs numpy<2 and has wheels only up to Python 3.11 (this is "
+                f"{sys.version_info.major}.{sys.version_info.minor}, numpy {np.__version__}); in a venv with such a "
+                f"Python: {TFLITE_RUNTIME_INSTALL}, or use --runtime ai_edge_litert")
+    if name == "ai_edge_litert":
+        return f"{problem}: pip install ai-edge-litert (wheels for Python 3.10+ on x86_64 and aarch64)"
+    return f"{problem}: pip install tensorflow-cpu, or use the device interpreter ai_edge_litert"
 
 
 def load_interpreter(model_path, num_threads, runtime="auto", use_xnnpack=True, model_content=None):
@@ -73,17 +92,28 @@ def read_model_bytes(model_path):
     except FileNotFoundError:
         raise MnistEdgeError(f"{path}: model file not found") from None
     except IsADirectoryError:
-        raise MnistEdgeError(f"{path}: is a folder, expected a .tflite file") from None
+        raise MnistEdgeError(f"{path}: is a folder, expected a .tflite file{_folder_hint(path)}") from None
     except OSError as e:
         raise MnistEdgeError(f"{path}: cannot read the model ({e.strerror or e})") from None
     if not data:
         raise MnistEdgeError(f"{path}: model file is empty")
     if len(data) < 8 or data[4:8] != b"TFL3":
+        if path.suffix in KERAS_SUFFIXES or data[:4] == b"PK\x03\x04":  # .keras files are zip archives
+            raise MnistEdgeError(f"{path}: is a Keras model, not TFLite; convert it first: "
+                                 f"mnist-edge convert {path} --out models/")
         raise MnistEdgeError(f"{path}: not a TFLite model (no TFL3 identifier at bytes 4-8)")
     problem = verify(data)
     if problem:
         raise MnistEdgeError(f"{path}: corrupt or truncated TFLite model ({problem})")
     return data
+
+
+def _folder_hint(path):
+    """A training run folder needs `convert`; a folder of models needs one of its files named."""
+    if (path / "model.keras").is_file():
+        return f"; it holds a Keras model: convert it first with mnist-edge convert {path} --out models/"
+    models = sorted(path.glob("*.tflite"))
+    return f", e.g. {models[0]}" if models else ""
 
 
 def check_signature(interpreter, model_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import MnistEdgeError
 from .flatbuffer import BadFlatbuffer, Reader, buffer_span
+from .metrics import DEFAULT_THRESHOLD
 
 METADATA_NAME = "mnist_edge"
 
@@ -49,3 +50,10 @@ def read_metadata(model, name=METADATA_NAME, source=None):
     if not isinstance(value, dict):
         raise MnistEdgeError(f"{source}: metadata {name!r} is not a JSON object")
     return value
+
+
+def missing_metadata_warning(model_path, threshold=None):
+    """The one-line warning for a model without the toolkit's metadata: what is assumed instead."""
+    return (f"Warning: {model_path} has no mnist-edge metadata: every digit's threshold is "
+            f"{DEFAULT_THRESHOLD if threshold is None else threshold:g} and its 10 outputs are taken as independent "
+            "per-digit sigmoid scores (a softmax classifier's answers would be meaningless)")

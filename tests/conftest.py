@@ -1,10 +1,16 @@
 """Shared fixtures: the real MNIST copy CI points us at, and what TensorFlow-free venvs skip."""
 import importlib.util
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from convert.tensorflow_env import quiet_tensorflow
+from edge_runtime.errors import MnistEdgeError
+from train.mnist import KERAS_CACHE, load_mnist
+
+quiet_tensorflow()  # before any test imports TensorFlow: its C++ log lines are noise in test output
 REPO = Path(__file__).resolve().parents[1]
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
 
@@ -12,10 +18,24 @@ HAS_TF = importlib.util.find_spec("tensorflow") is not None
 needs_tf = pytest.mark.skipif(not HAS_TF, reason="needs TensorFlow (the train extra)")
 
 
+def edge_venv_runtime(python):
+    """The interpreter .ci/run gave the edge venv: tflite_runtime where it has a wheel, else ai_edge_litert."""
+    has_tflite = subprocess.run([str(python), "-c", "import tflite_runtime.interpreter"], capture_output=True)
+    return "tflite_runtime" if has_tflite.returncode == 0 else "ai_edge_litert"
+
+
 @pytest.fixture(scope="session")
 def mnist_dir():
-    """The MNIST copy tests run on: $MNIST_EDGE_DATA, else ../shared/data/mnist beside the repo."""
-    path = Path(os.environ.get("MNIST_EDGE_DATA") or REPO.parent / "shared" / "data" / "mnist")
-    if not path.exists():
-        pytest.fail(f"MNIST not found at {path}; set MNIST_EDGE_DATA to a folder with the four idx files")
-    return path
+    """The MNIST copy tests run on: $MNIST_EDGE_DATA, else ../shared/data/mnist beside the repo (as CI has),
+    else Keras' cached mnist.npz, fetched by the project's own lookup when it is not there yet."""
+    given = os.environ.get("MNIST_EDGE_DATA")
+    path = Path(given) if given else REPO.parent / "shared" / "data" / "mnist"
+    if given or path.exists():
+        if not path.exists():
+            pytest.fail(f"MNIST_EDGE_DATA={path} does not exist; point it at a folder with the four IDX files")
+        return path
+    try:
+        load_mnist()
+    except MnistEdgeError as e:
+        pytest.fail(e.message)
+    return KERAS_CACHE.expanduser()

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from convert.tensorflow_env import import_tensorflow, quiet_native_output
+from edge_runtime.errors import MnistEdgeError
 from train import dataset
 from train.mnist import load_mnist
 
@@ -60,7 +62,7 @@ _blobs = {}
 
 
 def _train_and_convert(mnist_dir):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     from convert.embed import embed_metadata
     keras = tf.keras
@@ -89,7 +91,8 @@ def _train_and_convert(mnist_dir):
             conv.representative_dataset = lambda: ([x[i:i + 1]] for i in range(0, 400, 4))
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             conv.inference_input_type = conv.inference_output_type = tf.int8
-        return conv.convert()
+        with quiet_native_output():
+            return conv.convert()
 
     blobs = {"float32": convert(model, False), "int8": convert(model, True),
              "width5": convert(cnn(outputs=5), False), "rgb": convert(cnn(channels=3), False)}
@@ -135,6 +138,9 @@ def model(models, name):
 
 
 if __name__ == "__main__":
-    data = os.environ.get("MNIST_EDGE_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-    for name, path in build_models(data, sys.argv[1]).items():
+    try:  # MNIST as every command finds it ($MNIST_EDGE_DATA, Keras' cache, Keras' download)
+        built = build_models(None, sys.argv[1])
+    except MnistEdgeError as e:
+        sys.exit(f"Error: {e.message}")
+    for name, path in built.items():
         print(name, path)

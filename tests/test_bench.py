@@ -14,11 +14,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import HAS_TF, REPO
+from conftest import HAS_TF, REPO, edge_venv_runtime
 from edge_runtime.dataset_file import save_labelled_npz
 from edge_runtime.metrics import binarize, evaluate
-from models_for_tests import build_models, find_models, sample_images
+from models_for_tests import build_models, find_models
+from train import dataset
 from train.cli import main
+from train.difficulty import difficulty
+from train.mnist import load_mnist
 
 NUM_TEST = 200
 FAST = ["--runs", "6", "--warmup", "2", "--rounds", "2", "--threads", "1", "--batch", "1,8", "--no-memory"]
@@ -56,9 +59,12 @@ def models(mnist_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def test_npz(mnist_dir, tmp_path_factory):
-    images, labels = sample_images(mnist_dir, num=NUM_TEST, seed=7)
+    """Canvases of 1-3 distinct MNIST test digits, with the difficulty arrays `mnist-edge data` writes."""
+    mnist = load_mnist(mnist_dir)
+    split = dataset.compose(mnist.test_images, mnist.test_labels, NUM_TEST, np.random.default_rng(7),
+                            **dataset.resolve_options(max_digits=3, empty_fraction=0.0, distinct_classes=True))
     path = tmp_path_factory.mktemp("bench_data") / "test.npz"
-    save_labelled_npz(path, images, labels)
+    save_labelled_npz(path, split.images, split.labels, **difficulty(split.layout))
     return path
 
 
@@ -172,7 +178,9 @@ def test_gate_rules():
     assert not gate["passed"] and len(gate["failures"]) == 2
     assert gate["failures"][0].startswith("int8: macro-F1 0.8950 is below")
     assert gate["failures"][1].startswith("int8: digit 9 F1 0.8500 is 0.0500 below float's 0.9000")
-    assert check_gate(report) == {"max_f1_drop": None, "min_macro_f1": None, "passed": True, "failures": []}
+    assert check_gate(report) == {"max_f1_drop": None, "min_macro_f1": None, "on": "point", "passed": True,
+                                  "failures": [], "judged_on": check_gate(report)["judged_on"]}
+    assert "point estimate" in check_gate(report)["judged_on"]
 
 
 def test_gate_fails_for_degraded_model(models, test_npz, tmp_path):
@@ -279,8 +287,30 @@ def test_runs_in_edge_venv_without_tensorflow(models, test_npz, tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     report = json.loads((out / "report.json").read_text())
-    assert report["machine"]["interpreter"] == "tflite_runtime"
-    assert report["machine"]["numpy"].startswith("1.")
+    runtime = edge_venv_runtime(python)  # tflite_runtime with numpy 1 where it has a wheel (.ci/device_venv.py)
+    assert report["machine"]["interpreter"] == runtime
+    assert report["machine"]["numpy"].startswith("1." if runtime == "tflite_runtime" else "2.")
     assert [m["format"] for m in report["models"]] == ["float32", "int8"]
     assert all(m["peak_rss_mb"] > 0 for m in report["models"])
     assert (out / "report.md").is_file() and (out / "report.csv").is_file()
+
+
+def test_models_from_different_source_models(models, test_npz, tmp_path):
+    """A float32 and an int8 of two different trainings: the gate is refused up front, a plain
+    comparison runs with a warning."""
+    pytest.importorskip("ai_edge_litert")
+    from convert.embed import embed_metadata
+
+    pair = []
+    for fmt, source in (("float32", "a" * 64), ("int8", "b" * 64)):
+        pair.append(tmp_path / f"model_{fmt}.tflite")
+        pair[-1].write_bytes(embed_metadata(models[fmt].read_bytes(), {"format": fmt, "source_model_sha256": source}))
+    gated = bench(*pair, "--data", test_npz, *FAST, "--out", tmp_path / "gated", "--max-f1-drop", "0.5")
+    assert gated.exit_code == 1 and not (tmp_path / "gated").exists()
+    assert gated.output.startswith("Error: the models come from different trained models (model_float32.tflite "
+                                   "from aaaaaaaaaaaa; model_int8.tflite from bbbbbbbbbbbb)"), gated.output
+    plain = bench(*pair, "--data", test_npz, *FAST, "--out", tmp_path / "plain")
+    assert plain.exit_code == 0, plain.output
+    assert "Warning: the models come from different trained models" in plain.output
+    report = json.loads((tmp_path / "plain" / "report.json").read_text())
+    assert [m["source_model_sha256"][0] for m in report["models"]] == ["a", "b"]

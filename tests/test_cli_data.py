@@ -32,14 +32,14 @@ def test_writes_the_data_set(mnist_dir, tmp_path):
     out = tmp_path / "new" / "data"  # created if missing
     result = run(out, *SMALL, "--mnist", mnist_dir, "--seed", 3)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "preview.png", "test.npz", "train.npz", "val.npz"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["dataset.json", "preview.png", "test.npz", "train.npz", "val.npz"]
     info = json.loads((out / "dataset.json").read_text())
     assert info["toolkit_version"] == __version__ and info["seed"] == 3 and info["preset"] is None
     assert info["parameters"]["canvas"] == 64 and info["parameters"]["max_overlap"] == 0.25
     assert str(mnist_dir) in info["mnist_source"]
     for name, n in (("train", 300), ("val", 40), ("test", 60)):
         with np.load(out / f"{name}.npz", allow_pickle=False) as npz:
-            assert sorted(npz.files) == ["images", "labels"]
+            assert sorted(npz.files) == ["digits_per_image", "images", "labels", "max_overlap"]
         images, labels = load_labelled_npz(out / f"{name}.npz")
         assert images.shape == (n, 64, 64) and labels.shape == (n, 10)
         split = info["splits"][name]

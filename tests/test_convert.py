@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO, needs_tf
+from conftest import REPO, edge_venv_runtime, needs_tf
 from edge_runtime.dataset_file import load_labelled_npz
 from edge_runtime.metadata import read_metadata
 
@@ -124,7 +124,7 @@ def run_interpreter(interpreter, images):
 
 def test_every_format_is_written_verified_and_tabled(converted):
     out, output = converted
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"model_{f}.tflite" for f in FORMATS)  # no temp files
+    assert sorted(p.name for p in out.iterdir()) == sorted([".mnist-edge.lock", *(f"model_{f}.tflite" for f in FORMATS)])
     for fmt in FORMATS:
         row = next(line for line in output.splitlines() if line.startswith(fmt + " "))
         assert "ok -> " in row, output
@@ -195,6 +195,8 @@ def test_files_load_in_tflite_runtime_without_tensorflow(converted, val_images, 
     ai-edge-litert's XNNPACK int8 kernels round some requantizations 1 LSB differently, which the
     sigmoid can magnify to ~10/256 on <1% of scores, so XNNPACK is not the comparison here.
     """
+    if edge_venv_runtime(EDGE_PYTHON) != "tflite_runtime":
+        pytest.skip("the edge venv has ai-edge-litert: no tflite-runtime wheel for its Python (.ci/device_venv.py)")
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     REFERENCE = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
@@ -245,7 +247,7 @@ def test_op_without_int8_kernel_fails_clearly_and_keeps_the_old_file(tmp_path, d
     assert error.startswith("Error: int8: not fully integer: DEQUANTIZE, QUANTIZE, SQUARE read or write float")
     assert "Traceback" not in result.output
     assert (out / "model_int8.tflite").read_bytes() == b"the previous, verified file"
-    assert [p.name for p in out.iterdir()] == ["model_int8.tflite"]  # no temporary file left behind
+    assert sorted(p.name for p in out.iterdir()) == [".mnist-edge.lock", "model_int8.tflite"]  # no temp file left
 
 
 @pytest.mark.parametrize("content", [b"", b"not a zip at all", b"PK\x03\x04 truncated zip", "zip"])
@@ -262,7 +264,8 @@ def test_corrupt_or_non_keras_input_is_a_one_line_error(tmp_path, content):
     assert result.exit_code == 2  # --val must exist: click checks arguments first
     result = cli(path, "--out", tmp_path / "out")
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
-    assert "not a loadable Keras model" in result.output and len(result.output.strip().splitlines()) == 1
+    expected = "not a loadable Keras model" if content == "zip" else "truncated or corrupt .keras file"
+    assert expected in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 
@@ -291,3 +294,62 @@ def test_test_split_is_refused_for_calibration_and_tuning(run_dir, data_dir, tmp
 def test_convert_command_imports_no_tensorflow():
     code = "import sys, convert.cli; assert not any(m.startswith(('tensorflow', 'keras')) for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_int8_failing_after_float32_publishes_no_mixed_set(tmp_path, run_dir, data_dir):
+    """float32 passes; int8, calibrated on dimmed images, fails: neither may replace the previous pair."""
+    from edge_runtime.dataset_file import save_labelled_npz
+
+    images, labels = load_labelled_npz(data_dir / "val.npz")
+    save_labelled_npz(tmp_path / "dim.npz", images // 4, labels)
+    out = tmp_path / "out"
+    out.mkdir()
+    for fmt in ("float32", "int8"):
+        (out / f"model_{fmt}.tflite").write_bytes(f"the previous {fmt} file".encode())
+    result = cli(run_dir, "--out", out, "--formats", "float32,int8", "--calib", tmp_path / "dim.npz")
+    assert result.exit_code == 1
+    assert next(line for line in result.output.splitlines() if line.startswith("float32 ")).endswith(
+        f"ok -> {out / 'model_float32.tflite'}")
+    assert "int8: input quantization scale" in result.output and f"no file written: {out} was left as it was" in result.output
+    for fmt in ("float32", "int8"):
+        assert (out / f"model_{fmt}.tflite").read_bytes() == f"the previous {fmt} file".encode()
+    assert sorted(p.name for p in out.iterdir()) == [".mnist-edge.lock", "model_float32.tflite", "model_int8.tflite"]
+
+
+def test_exact_float32_passes_with_scores_sitting_on_the_thresholds(run_dir, data_dir, tmp_path):
+    """Thresholds equal to Keras scores that the float32 file computes 1 ulp lower flip those images'
+    digit sets although the file is exact: float32 is judged on |dp|, not on identical sets."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = tmp_path / "first"
+    assert cli(run_dir, "--out", out, "--formats", "float32").exit_code == 0
+    images = load_labelled_npz(data_dir / "val.npz")[0]
+    import keras
+
+    keras_p = keras.saving.load_model(run_dir / "model.keras", compile=False).predict(
+        images[..., None] / np.float32(255), verbose=0, batch_size=256)
+    lite_p = run_interpreter(Interpreter(model_path=str(out / "model_float32.tflite")), images)
+    thresholds, flipped = [], 0
+    for digit in range(10):
+        lower = np.flatnonzero(lite_p[:, digit] < keras_p[:, digit])
+        thresholds.append(float(keras_p[lower[0], digit]) if len(lower) else 0.5)
+        flipped += bool(len(lower))
+    assert flipped >= 2  # >= 2 of 500 images change their digit set: identical sets <= 99.6% < 99.9%
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    weak = save_run(tmp_path / "weak", keras.saving.load_model(run_dir / "model.keras"), data_dir, thresholds)
+    result = cli(weak, "--out", tmp_path / "second", "--formats", "float32")
+    assert result.exit_code == 0, result.output
+    agreement = read_metadata(tmp_path / "second" / "model_float32.tflite")["verification"]["agreement"]
+    assert agreement["identical_sets"] < 0.999 and agreement["max_abs_diff"] < 1e-5
+    assert meta["thresholds"] != thresholds
+
+
+def test_empty_calibration_or_validation_set_is_refused(run_dir, tmp_path):
+    from edge_runtime.dataset_file import save_labelled_npz
+
+    save_labelled_npz(tmp_path / "empty.npz", np.zeros((0, 64, 64), np.uint8), np.zeros((0, 10), np.uint8))
+    for option, role in (("--calib", "int8 calibration"), ("--val", "verification and threshold tuning")):
+        result = cli(run_dir, "--out", tmp_path / "out", option, tmp_path / "empty.npz")
+        assert result.exit_code == 1 and result.output.strip() == (
+            f"Error: {tmp_path / 'empty.npz'}: holds no images, so it cannot serve for {role}; pass a file with images")
+    assert not (tmp_path / "out").exists()

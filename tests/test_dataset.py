@@ -187,3 +187,31 @@ def test_import_does_not_load_tensorflow():
             "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_fresh_epochs_differ_and_repeat_by_key(mnist):
+    from train.dataset import EpochComposer, resolve_options, source_pools
+
+    digits, labels, pool = source_pools(mnist, 0)["train"]
+    composer = EpochComposer(digits, labels, pool, 200, resolve_options(digit_scale=(0.6, 1.2)), seed=3)
+    first, again, second = composer.epoch(0), composer.epoch(0), composer.epoch(1)
+    assert first[0].tobytes() == again[0].tobytes() and first[1].tobytes() == again[1].tobytes()
+    assert first[0].tobytes() != second[0].tobytes()
+    shards = [composer.epoch(0, worker=w, workers=3) for w in range(3)]
+    assert sum(len(images) for images, _ in shards) == 200
+    assert len({images.tobytes() for images, _ in shards}) == 3   # every worker composes its own images
+
+
+def test_digit_scale_resizes_cells_and_keeps_the_overlap_rule(mnist):
+    split = compose(mnist.train_images, mnist.train_labels, 300, np.random.default_rng(5),
+                    digit_scale=(0.6, 1.2))
+    used = split.layout.sources >= 0
+    sizes = split.layout.sizes[used]
+    assert sizes.min() >= round(28 * 0.6) and sizes.max() <= round(28 * 1.2) and len(np.unique(sizes)) > 5
+    assert (split.layout.rows[used] + sizes <= 64).all() and (split.layout.cols[used] + sizes <= 64).all()
+    # ink height of a lone digit follows its cell: ~20/28 of the side (most MNIST digits fill 20 px in height)
+    ratios = []
+    for i in np.flatnonzero(used.sum(axis=1) == 1):
+        rows = np.flatnonzero(split.images[i].max(axis=1) > 64)  # resampling blurs the faintest edge outwards
+        ratios.append((rows[-1] - rows[0] + 1) / split.layout.sizes[i][used[i]][0])
+    assert len(ratios) > 30 and abs(np.median(ratios) - 20 / 28) < 0.04

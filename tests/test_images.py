@@ -1,4 +1,7 @@
-"""load_images: real MNIST canvases written as files of many kinds come back as the model's input."""
+"""load_images: real MNIST canvases written as files of many kinds come back as the model's input.
+
+How pictures of other scales, papers and frames are prepared is tested in test_preprocess.py.
+"""
 import numpy as np
 import pytest
 from PIL import Image
@@ -68,11 +71,15 @@ EXACT = {
     "16bit.pgm": _pgm16,
     "exif-rotated.png": _exif_rotated,
 }
-# name -> writer; lossy compression or resampling, so the image comes back close
+# name -> writer; lossy compression, so the image comes back close
 CLOSE = {
     "dark-on-light.jpg": lambda c, p: _save(255 - c, p, quality=95),
     "cmyk.jpg": lambda c, p: _save(c, p, "CMYK", quality=95),
+}
+# name -> writer; larger pictures, so the digits come back at the model's scale, cropped and centred
+RESIZED = {
     "300px.png": lambda c, p: _resized(c, p, (300, 300)),
+    "dark-on-light-900px.png": lambda c, p: _resized(255 - c, p, (900, 900)),  # box-averaged to 300 on reading
     "dark-on-light-200px.jpg": lambda c, p: _resized(255 - c, p, (200, 200), quality=95),
     "rgb-1000px.jpg": lambda c, p: _resized(np.stack([c] * 3, axis=-1), p, (1000, 1000), quality=90),
 }
@@ -88,11 +95,27 @@ def test_lossless_files_of_any_mode_and_polarity_come_back_exactly(canvases, tmp
 
 
 @pytest.mark.parametrize("name", CLOSE)
-def test_lossy_and_resized_files_come_back_close(canvases, tmp_path, name):
+def test_lossy_files_come_back_close(canvases, tmp_path, name):
     for i, canvas in enumerate(canvases[0][:4]):
         [(_, image)] = load_images([CLOSE[name](canvas, tmp_path / f"{i}-{name}")], SIZE)
         assert image.shape == SIZE
         assert np.abs(image.astype(int) - canvas).mean() < 6
+
+
+def _ink_box(image):
+    rows, cols = np.nonzero(image >= 128)
+    return rows.min(), cols.min(), rows.max() + 1, cols.max() + 1
+
+
+@pytest.mark.parametrize("name", RESIZED)
+def test_larger_files_come_back_at_the_model_scale(canvases, tmp_path, name):
+    """The inked part, brought back to the canvas' own scale (MNIST's) and centred: same ink box size."""
+    for i, canvas in enumerate(canvases[0][:4]):
+        [(_, image)] = load_images([RESIZED[name](canvas, tmp_path / f"{i}-{name}")], SIZE)
+        top, left, bottom, right = _ink_box(canvas)
+        got_top, got_left, got_bottom, got_right = _ink_box(image)
+        assert abs((got_bottom - got_top) - (bottom - top)) <= 4 and abs((got_right - got_left) - (right - left)) <= 4
+        assert abs((got_top + got_bottom) - SIZE[0]) <= 4 and abs((got_left + got_right) - SIZE[1]) <= 4
 
 
 def _strips(mnist_dir):
@@ -113,14 +136,16 @@ def _strips(mnist_dir):
 def test_other_aspect_ratios_are_fitted_and_padded_not_stretched(mnist_dir, tmp_path):
     wide, tall = _strips(mnist_dir)
     for i, (w, t) in enumerate(zip(wide, tall)):
-        # 100x62 and 62x100 pictures of the strip's middle 40 rows / columns, on paper (dark ink)
+        # 100x62 and 62x100 pictures (digits ~1.55x MNIST's) of the strip's middle 40 rows / columns, on paper
         wide_file = _save(255 - np.asarray(Image.fromarray(w[12:52]).resize((100, 62))), tmp_path / f"w{i}.png")
         tall_file = _save(255 - np.asarray(Image.fromarray(t[:, 12:52]).resize((62, 100))), tmp_path / f"t{i}.png")
         [(_, got_wide), (_, got_tall)] = load_images([wide_file, tall_file], SIZE)
-        assert not got_wide[:12].any() and not got_wide[52:].any()  # padding above and below
-        assert not got_tall[:, :12].any() and not got_tall[:, 52:].any()
-        assert np.abs(got_wide.astype(int) - w).mean() < 6
-        assert np.abs(got_tall.astype(int) - t).mean() < 6
+        for got, strip in ((got_wide, w), (got_tall, t)):
+            top, left, bottom, right = _ink_box(got)
+            want_top, want_left, want_bottom, want_right = _ink_box(strip)
+            # back to MNIST scale, not stretched: the ink box has the strip's own height and width
+            assert abs((bottom - top) - (want_bottom - want_top)) <= 4
+            assert abs((right - left) - (want_right - want_left)) <= 4
 
 
 def _same_decisions(clf, got, expected, margin=0.15):
@@ -131,7 +156,7 @@ def _same_decisions(clf, got, expected, margin=0.15):
     np.testing.assert_array_equal((s_got >= clf.thresholds)[clear], (s_exp >= clf.thresholds)[clear])
 
 
-def test_files_give_the_same_digits_as_the_arrays(models, canvases, mnist_dir, tmp_path):
+def test_files_give_the_same_digits_as_the_arrays(models, canvases, tmp_path):
     clf = Classifier(models["int8"], num_threads=1)
     arrays = canvases[0][:4]
     for name, writer in {**EXACT, **CLOSE}.items():
@@ -140,28 +165,30 @@ def test_files_give_the_same_digits_as_the_arrays(models, canvases, mnist_dir, t
         if name in EXACT:
             assert [p.digits for p in clf.predict(np.array(got))] == [p.digits for p in clf.predict(arrays)]
         _same_decisions(clf, got, arrays)
-    wide, _ = _strips(mnist_dir)
-    paths = [_save(255 - np.asarray(Image.fromarray(w[12:52]).resize((100, 62))), tmp_path / f"w{i}.jpg")
-             for i, w in enumerate(wide)]
-    _same_decisions(clf, [image for _, image in load_images(paths, clf.input_shape)], wide)
 
 
-def test_arrays_from_npy_and_npz(canvases, tmp_path):
+def test_arrays_from_npy_and_npz(canvases, mnist_dir, tmp_path):
     images = canvases[0][:3]
     np.save(tmp_path / "batch.npy", images)
     np.save(tmp_path / "one.npy", images[0])
     np.savez(tmp_path / "set.npz", images=images, labels=canvases[1][:3])
     np.save(tmp_path / "float.npy", images.astype(np.float32) / 255)
-    np.save(tmp_path / "mnist.npy", np.zeros((2, 28, 28), np.uint8) + 200)
+    np.save(tmp_path / "blank.npy", np.zeros((2, 28, 28), np.uint8) + 200)
+    np.save(tmp_path / "digits.npy", load_mnist(mnist_dir).test_images[:2])
     loaded = load_images([tmp_path / "batch.npy", tmp_path / "one.npy", tmp_path / "set.npz", tmp_path / "float.npy"], SIZE)
     assert [name for name, _ in loaded][:4] == [f"{tmp_path / 'batch.npy'}#{i}" for i in range(3)] + [f"{tmp_path / 'one.npy'}#0"]
     expected = [*images, images[0], *images, *images]
     assert len(loaded) == len(expected)
     for (_, got), want in zip(loaded, expected):
         np.testing.assert_array_equal(got, want)
-    # other sizes are fitted like pictures (28x28 scaled up to fill 64x64), never inverted
-    [(_, a), (_, b)] = load_images([tmp_path / "mnist.npy"], SIZE)
-    assert a.shape == SIZE and a.min() == 200
+    # other sizes are prepared like pictures, never inverted: a uniform array is blank, MNIST
+    # digits (already at the model's scale) are pasted as they are in the middle
+    [(_, a), (_, b)] = load_images([tmp_path / "blank.npy"], SIZE)
+    assert not a.any() and not b.any()
+    digits = load_mnist(mnist_dir).test_images[:2]
+    for (_, got), digit in zip(load_images([tmp_path / "digits.npy"], SIZE), digits):
+        np.testing.assert_array_equal(got[18:46, 18:46], digit)
+        assert got.sum() == digit.sum()
 
 
 @pytest.mark.parametrize("array, message", [

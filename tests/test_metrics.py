@@ -96,3 +96,19 @@ def test_tuned_thresholds_reach_the_best_f1_any_cut_gives(sk):
     for c in range(10):
         best = max(sk.f1_score(y[:, c], scores[:, c] >= cut, zero_division=0) for cut in np.unique(scores[:, c]))
         assert tuned[c] == pytest.approx(best, abs=1e-12)
+
+
+def test_top2_pair_accuracy_only_for_two_digit_sets():
+    from edge_runtime.metrics import top2_pair_accuracy
+
+    y = np.zeros((3, 10), dtype=np.uint8)
+    y[0, [1, 2]] = y[1, [3, 4]] = y[2, [5, 9]] = 1
+    scores = np.full((3, 10), 0.1)
+    scores[0, [1, 2]] = 0.9              # right pair
+    scores[1, [3, 7]] = 0.9              # one wrong digit ranks second
+    scores[2, [5, 9]] = 0.02             # right pair, although under any threshold
+    scores[2, :5] = 0.01
+    scores[2, 6:9] = 0.01
+    assert top2_pair_accuracy(y, scores) == {"top2_pair_accuracy": 2 / 3}
+    y[2, 0] = 1                          # a three-digit image: not a MultiMNIST set
+    assert top2_pair_accuracy(y, scores) == {}

@@ -143,3 +143,19 @@ def test_nowhere_to_find_it(tmp_path, monkeypatch):
     for part in ("MNIST not found", "$MNIST_EDGE_DATA (not set)", str(tmp_path / ".keras/datasets/mnist.npz"),
                  "--mnist PATH", "set MNIST_EDGE_DATA"):
         assert part in message
+
+
+def test_offline_not_found_is_quick_and_loads_no_tensorflow(tmp_path, monkeypatch):
+    """Keras would import TensorFlow (~10 s) just to fail offline: an unreachable source is reported first."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("MNIST_EDGE_DATA", raising=False)
+    monkeypatch.setattr(mnist_module, "_keras_installed", lambda: True)
+    monkeypatch.setattr(mnist_module, "KERAS_ORIGIN", "http://127.0.0.1:9/mnist.npz")  # nothing listens there
+    monkeypatch.setattr(mnist_module, "import_tensorflow", lambda: pytest.fail("went on to import Keras"))
+    with pytest.raises(MnistEdgeError) as e:
+        load_mnist()
+    message = str(e.value)
+    assert message.startswith("MNIST not found (looked at --mnist (not set); $MNIST_EDGE_DATA (not set); ")
+    assert "cannot reach http://127.0.0.1:9/mnist.npz to download it: " in message and "\n" not in message
+    assert message.endswith("pass --mnist PATH or set MNIST_EDGE_DATA to a folder with the four MNIST IDX files "
+                            "or an mnist.npz")

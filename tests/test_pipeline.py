@@ -35,6 +35,10 @@ def test_quick_pipeline_writes_every_stage(quick_run):
     assert report["models"][1]["delta_f1"] is not None and len(report["models"][1]["per_digit"]["f1"]) == 10
     assert "| model_int8.tflite | int8 |" in (out / "report.md").read_text()
     assert "Traceback" not in run.stderr
+    # a smoke run says so, on the console and at the top of its report
+    assert "smoke run" in run.stderr and (out / "report.md").read_text().startswith("> **Smoke run.**")
+    meta = json.loads((out / "run" / "metadata.json").read_text())
+    assert meta["training_images"]["mode"] == "fresh" and meta["epochs_run"] >= 1
 
 
 def test_rerun_skips_finished_stages(quick_run):
@@ -48,5 +52,5 @@ def test_changed_option_is_refused_not_mixed(quick_run):
     out, _ = quick_run
     result = CliRunner().invoke(main, ["pipeline", "--out", str(out), "--quick", "--epochs", "5"])
     assert result.exit_code == 1
-    assert "epochs: 4 -> 5" in result.output and "--redo train" in result.output
+    assert "epochs: 3 -> 5" in result.output and "--redo train" in result.output
     assert "Traceback" not in result.output

@@ -48,7 +48,7 @@ def history(run_dir):
 
 
 def subprocess_env():
-    return {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def test_importing_the_command_does_not_import_tensorflow():
@@ -182,7 +182,10 @@ def test_resume_after_sigkill_continues_from_the_last_checkpoint(data_dir, edge_
     assert [row["epoch"] for row in rows] == ["1", "2", "3"]
     for column in ("loss", "val_loss"):  # same batches, same optimizer state: the same run up to float round-off
         np.testing.assert_allclose([float(r[column]) for r in rows], [float(r[column]) for r in reference], rtol=1e-4)
-    assert json.loads((out / "metadata.json").read_text())["epochs_run"] == 3
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["epochs_run"] == 3
+    assert meta["training_images"]["mode"] == "fresh"  # every epoch composed anew, keyed by (seed, epoch)
+    assert meta["digit_heights"] == [12.0, 24.0]  # digits at 0.6-1.2x MNIST's 20 px: what `infer` supports
     assert run("--out", out, "--resume").output.strip().endswith("nothing to resume")
 
 
@@ -258,3 +261,15 @@ def test_bad_arguments_and_run_folders(tmp_path, data_dir):
     assert result.exit_code == 1 and "pass --resume" in result.output
     result = run("--out", interrupted.parent, "--resume", "--arch", "seed-cnn")
     assert result.exit_code == 2 and "--arch seed-cnn differs" in result.output
+
+
+def test_fresh_images_need_a_composed_data_set(tmp_path, data_dir):
+    own = tmp_path / "own"
+    own.mkdir()
+    for name in ("train.npz", "val.npz", "test.npz"):  # the user's own npz files: no dataset.json
+        (own / name).write_bytes((data_dir / name).read_bytes())
+    result = run("--data", own, "--out", tmp_path / "run", "--compose", "fresh")
+    assert result.exit_code == 1 and "--compose fixed" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = run("--data", data_dir, "--out", tmp_path / "run", "--digit-scale", "0.1,1")
+    assert result.exit_code != 0 and "digit" in result.output.lower()

@@ -40,6 +40,9 @@ def main():
     """Multi-label digit recognition from training to int8 TensorFlow Lite on small devices.
 
     \b
+    Right after install (no MNIST needed):
+      mnist-edge infer --example       # the shipped model on the shipped example pictures
+      mnist-edge bench                 # demo: shipped float32 vs int8 on the shipped sample
     Typical flow:
       mnist-edge data data/            # compose the multi-label MNIST data set
       mnist-edge train --data data/ --out runs/default

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.tensorflow_env import quiet_tensorflow
+from convert.tensorflow_env import import_tensorflow
 from train.options import ARCHS
 
 
@@ -75,7 +75,7 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=20, help="untimed invokes first (default 20)")
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     args = parser.parse_args(argv)
-    quiet_tensorflow()
+    import_tensorflow()
     from train.models import build_model, count_macs
 
     f1 = test_f1(args.run_dirs)

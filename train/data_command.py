@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.cli_options import ScaleRange, comma_list
+from edge_runtime.cli_options import FiniteFloatRange, ScaleRange, comma_list
+from edge_runtime.output_folder import check_output_folder
 from train.dataset import DEFAULTS, DIGIT, PRESETS, SPLIT_SIZES
 from train.dataset_folder import write_dataset
 
@@ -35,9 +36,9 @@ GEOMETRY = ("canvas", "min_digits", "max_digits", "empty_fraction", "max_overlap
               help="Fewest digits in a non-empty image.")
 @click.option("--max-digits", type=click.IntRange(min=1), default=DEFAULTS["max_digits"], show_default=True,
               help="Most digits in an image (the count is uniform between min and max).")
-@click.option("--empty-fraction", type=click.FloatRange(0, 1), default=DEFAULTS["empty_fraction"],
+@click.option("--empty-fraction", type=FiniteFloatRange(0, 1), default=DEFAULTS["empty_fraction"],
               show_default=True, help="Share of empty images (no digit, all-zero label).")
-@click.option("--max-overlap", type=click.FloatRange(0, 1), default=DEFAULTS["max_overlap"], show_default=True,
+@click.option("--max-overlap", type=FiniteFloatRange(0, 1), default=DEFAULTS["max_overlap"], show_default=True,
               help="Most of a digit's central 20x20 box that one other digit's box may cover.")
 @click.option("--digit-scale", type=ScaleRange(), default="1,1", show_default=True,
               help="Resize each digit by a factor drawn log-uniformly from [LOW, HIGH]; 1 is MNIST's size "
@@ -57,7 +58,8 @@ GEOMETRY = ("canvas", "min_digits", "max_digits", "empty_fraction", "max_overlap
 def data_command(ctx, out_dir, n_train, n_val, n_test, class_prior, seed, mnist_path, preset, **geometry):
     """Compose the multi-label MNIST data set into OUT_DIR.
 
-    Writes train.npz, val.npz and test.npz (images uint8 (N,H,W), labels uint8 (N,10) multi-hot),
+    Writes train.npz, val.npz and test.npz (images uint8 (N,H,W), labels uint8 (N,10) multi-hot,
+    and per image digits_per_image and max_overlap, which bench breaks results down by),
     dataset.json (parameters, per-class counts, digit-count histograms) and preview.png.
 
     \b
@@ -71,6 +73,7 @@ def data_command(ctx, out_dir, n_train, n_val, n_test, class_prior, seed, mnist_
         if given:
             raise click.UsageError(f"--preset {preset} sets the canvas and digit options itself; drop {', '.join(given)}")
         geometry = {}
+    check_output_folder(out_dir, "OUT_DIR")  # before loading MNIST; write_dataset locks it while it writes
     write_dataset(out_dir, sizes={"train": n_train, "val": n_val, "test": n_test}, seed=seed, preset=preset,
                   mnist_path=mnist_path, log=lambda line: click.echo(line, err=True),
                   class_prior=class_prior, **geometry)

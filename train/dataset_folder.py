@@ -14,10 +14,13 @@ import numpy as np
 from edge_runtime import __version__
 from edge_runtime.dataset_file import load_labelled_npz, save_labelled_npz
 from edge_runtime.errors import MnistEdgeError
+from edge_runtime.file_set import MANIFEST, MANIFEST_KEY, check_complete, sha256_file, staged_set
 from edge_runtime.files import atomic_path, write_text_atomic
 from edge_runtime.model_contract import NUM_CLASSES
+from edge_runtime.output_folder import claim_output
 from train.dataset import (VAL_SOURCE_FRACTION, EpochComposer, compose_splits, digit_sources, mnist_digest,
                            resolve_options, source_pools)
+from train.difficulty import difficulty
 from train.mnist import load_mnist
 
 SPLITS = ("train", "val", "test")
@@ -43,7 +46,12 @@ def dataset_info(mnist, source, seed, preset, options, **extra):
 
 
 def write_dataset(out_dir, sizes=None, seed=0, preset=None, mnist_path=None, log=None, **options):
-    """Compose the three splits and write the data set folder; returns the dataset.json content."""
+    """Compose the three splits and publish the data set folder as one set; returns the dataset.json content.
+
+    Everything is written into a staging folder first and moved in only when complete, dataset.json
+    (with each file's SHA-256, checked when a split is read) last: a kill or a failure leaves the
+    old set as it was, never new train.npz beside old val.npz and test.npz.
+    """
     log = log or (lambda line: None)
     out_dir = Path(out_dir)
     options = resolve_options(preset, **options)  # fail on bad settings before loading anything
@@ -53,16 +61,18 @@ def write_dataset(out_dir, sizes=None, seed=0, preset=None, mnist_path=None, log
                         mnist_path=str(Path(mnist_path).resolve()) if mnist_path else None)
     preview = None
     start = time.perf_counter()
-    for name, split in compose_splits(mnist, sizes, seed, **options):
-        save_labelled_npz(out_dir / f"{name}.npz", split.images, split.labels)
-        info["splits"][name] = describe_split(name, split, options["max_digits"])
-        if preview is None and len(split.images):
-            preview = split
-        log(f"{name}: {len(split.images)} images composed and written in {time.perf_counter() - start:.1f} s")
-        start = time.perf_counter()
-    if preview is not None:
-        write_preview(out_dir / "preview.png", preview.images, preview.labels)
-    write_text_atomic(out_dir / "dataset.json", json.dumps(info, indent=2) + "\n")
+    with claim_output(out_dir, "OUT_DIR"), staged_set(out_dir) as stage:  # one writer; all files or none
+        for name, split in compose_splits(mnist, sizes, seed, **options):
+            save_labelled_npz(stage / f"{name}.npz", split.images, split.labels, **difficulty(split.layout))
+            info["splits"][name] = describe_split(name, split, options["max_digits"])
+            if preview is None and len(split.images):
+                preview = split
+            log(f"{name}: {len(split.images)} images composed and written in {time.perf_counter() - start:.1f} s")
+            start = time.perf_counter()
+        if preview is not None:
+            write_preview(stage / "preview.png", preview.images, preview.labels)
+        info[MANIFEST_KEY] = {f"{name}.npz": sha256_file(stage / f"{name}.npz") for name in info["splits"]}
+        write_text_atomic(stage / MANIFEST, json.dumps(info, indent=2) + "\n")
     return info
 
 
@@ -116,8 +126,9 @@ def load_data(data_dir=None, mnist=None):
     if mnist is not None:
         return _compose(mnist or None)
     data_dir = Path(data_dir)
-    splits = {name: load_labelled_npz(data_dir / f"{name}.npz") for name in SPLITS}
-    info_path = data_dir / "dataset.json"
+    check_complete(data_dir, "data set")
+    splits = {name: load_labelled_npz(data_dir / f"{name}.npz") for name in SPLITS}  # checks the listed hashes
+    info_path = data_dir / MANIFEST
     try:
         info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     except (OSError, ValueError) as e:

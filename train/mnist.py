@@ -6,19 +6,21 @@ A device has no TensorFlow and often no network, so the reader understands the o
 import gzip
 import importlib.util
 import os
+import urllib.request
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from convert.tensorflow_env import quiet_tensorflow
+from convert.tensorflow_env import import_tensorflow
 from edge_runtime.dataset_file import npz_errors
 from edge_runtime.errors import MnistEdgeError, first_line
 
 ENV_VAR = "MNIST_EDGE_DATA"
 KERAS_CACHE = Path("~/.keras/datasets/mnist.npz")
 NPZ_NAME = "mnist.npz"
+KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"  # keras.datasets.mnist's source
 # field -> (standard IDX file name without .gz, magic number, dimensions after the count)
 IDX_FILES = {
     "train_images": ("train-images-idx3-ubyte", 2051, (28, 28)),
@@ -134,14 +136,28 @@ def _keras_download(looked):
     hint = f"pass --mnist PATH or set {ENV_VAR} to a folder with the four MNIST IDX files or an {NPZ_NAME}"
     if not _keras_installed():
         raise MnistEdgeError(f"MNIST not found (looked at {'; '.join(looked)}; Keras is not installed to download it); {hint}")
-    quiet_tensorflow()
+    offline = _unreachable(KERAS_ORIGIN)
+    if offline:
+        raise MnistEdgeError(f"MNIST not found (looked at {'; '.join(looked)}; cannot reach {KERAS_ORIGIN} to "
+                             f"download it: {offline}); {hint}")
     try:
+        import_tensorflow()  # Keras loads it; this keeps its start-up lines out of the output
         from keras.datasets import mnist as keras_mnist
 
         (x_train, y_train), (x_test, y_test) = keras_mnist.load_data()
     except Exception as e:  # offline, proxy, disk full: the user needs the same advice in every case
         raise MnistEdgeError(f"MNIST not found (looked at {'; '.join(looked)}; Keras download failed: {first_line(e)}); {hint}") from None
     return _checked(Mnist(x_train, y_train, x_test, y_test), "Keras download")
+
+
+def _unreachable(url, timeout=10):
+    """Why ``url`` cannot be fetched, or None. Checked first because importing Keras loads TensorFlow
+    (~10 s), which an offline user would wait for only to read "not found"."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return None
+    except (OSError, ValueError) as e:  # URLError, HTTPError and timeouts are OSErrors
+        return str(getattr(e, "reason", None) or first_line(e))
 
 
 def _keras_installed():

@@ -4,13 +4,15 @@ Everything here is cheap (numpy and json), so bad input fails in a fraction of a
 one-line error and ``mnist-edge --help`` stays fast; the training itself is train/trainer.py,
 imported only once the inputs are known to be good.
 """
+import contextlib
 from pathlib import Path
 
 import click
 
-from convert.tensorflow_env import require_tensorflow
-from edge_runtime.cli_options import ScaleRange
+from convert.tensorflow_env import import_tensorflow, require_tensorflow
+from edge_runtime.cli_options import FiniteFloatRange, ScaleRange
 from edge_runtime.errors import MnistEdgeError
+from edge_runtime.output_folder import check_output_folder, claim_output
 from train import multi_worker
 from train.dataset_folder import fresh_images, load_data
 from train.options import ARCHS, COMPOSE_MODES, DEFAULTS, RESUMABLE
@@ -104,7 +106,7 @@ def print_report(meta):
               help="Epochs to train; the learning rate decays over them, and early stopping may end sooner.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS["batch_size"], show_default=True,
               help="Images per step (global: split across replicas with --strategy mirrored).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS["lr"], show_default=True,
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=DEFAULTS["lr"], show_default=True,
               help="Adam's peak learning rate, cosine-decayed to 1% of it over --epochs.")
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS["seed"], show_default=True,
               help="Seed for weight initialisation and the data order of every epoch.")
@@ -152,6 +154,7 @@ def train_command(ctx, data, mnist, out, resume, workers, **given):
     given.update(data=str(data.resolve()) if data else None, mnist=mnist)
     if data is not None and mnist is not None:
         raise click.UsageError("give --data DIR or --mnist, not both")
+    check_output_folder(out)  # before an hour of training; locked once the inputs are known to be good
     options = _resolve_options(ctx, out, resume, given)
     if options is None:
         return
@@ -169,10 +172,15 @@ def train_command(ctx, data, mnist, out, resume, workers, **given):
     composer = fresh_images(options, info, options["data"] or "the in-memory data set")
 
     require_tensorflow("train")  # after the input checks, which need no TensorFlow
+    if cluster is None:  # multi-worker: the strategy must be what starts TensorFlow's runtime (trainer.make_strategy)
+        import_tensorflow()
     from train import trainer
 
+    # Only the chief writes (and locks) --out; the other workers only read its checkpoint.
+    claim = claim_output(out) if cluster is None or cluster.is_chief else contextlib.nullcontext()
     try:
-        meta = trainer.train(out, options, splits, info, composer, state=read_state(out), log=click.echo)
+        with claim:
+            meta = trainer.train(out, options, splits, info, composer, state=read_state(out), log=click.echo)
     except KeyboardInterrupt:
         raise MnistEdgeError(f"interrupted; continue with: mnist-edge train --out {out} --resume") from None
     if meta is None:

@@ -40,6 +40,7 @@ from edge_runtime.files import atomic_path, write_text_atomic
 from edge_runtime.metrics import evaluate, tune_thresholds
 from edge_runtime.model_contract import NUM_CLASSES, PREPROCESSING
 from train import multi_worker
+from train.dataset import INK
 from train.losses import WeightedBinaryCrossentropy, positive_weights
 from train.models import build_model, count_macs
 from train.run_folder import CHECKPOINT_DIR, HISTORY_FILE, METADATA_FILE, MODEL_FILE, STATE_FILE
@@ -99,6 +100,7 @@ def train(run_dir, options, splits, dataset_info, composer=None, state=None, log
         "options": options,
         "pos_weight": None if pos_weight is None else pos_weight.tolist(),  # per digit, from --pos-weight auto
         "training_images": training_images(composer, len(x_train)),
+        **digit_heights(composer),
         "params": int(final.count_params()),
         "macs": count_macs(final),
         "epochs_run": state["epochs_done"],
@@ -231,6 +233,14 @@ def sharded_dataset(strategy, share, image_shape, steps, first_epoch, epochs):
     return strategy.distribute_datasets_from_function(per_worker)
 
 
+def digit_heights(composer):
+    """{"digit_heights": [low, high]}: the ink heights (model pixels) the fresh images trained, which
+    `infer` reads as the supported range (MNIST's ink is INK px tall at scale 1); {} for fixed images."""
+    if composer is None:
+        return {}
+    return {"digit_heights": [round(INK * s, 2) for s in composer.options["digit_scale"]]}
+
+
 def training_images(composer, fixed_count):
     """How the training images were made, for metadata.json."""
     if composer is None:
@@ -266,7 +276,9 @@ def load_weights(path):
 class EpochCheckpoint(keras.callbacks.Callback):
     """Early stopping plus the per-epoch checkpoint, committed together (see module doc).
 
-    "Best" is the highest validation macro-F1 (ties: the lower validation loss). Not the loss
+    "Best" is the highest validation macro-F1 (ties: the lower validation loss), among epochs whose
+    figures are all finite: NaN weights still score a macro-F1 (every prediction negative), so a
+    diverged epoch once became "best"; now it ends training with a one-line error. Not the loss
     alone: past a few epochs the loss creeps up as the model grows confident on its few mistakes
     while F1 still improves (seen on the default run: loss best at epoch 7, F1 at the last).
     """
@@ -284,12 +296,16 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         s, done = self.state, epoch + 1
+        if not all(math.isfinite(float(v)) for v in logs.values()):
+            # Diverged: commit nothing (--resume restarts from the last finite epoch) and stop.
+            raise MnistEdgeError(f"training diverged in epoch {done} (loss {float(logs['loss']):g}, val_loss "
+                                 f"{float(logs['val_loss']):g}); try a lower --lr than {s['options']['lr']:g}")
         seconds = time.perf_counter() - self.epoch_start
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         s["history"].append({"epoch": done, **{k: float(v) for k, v in logs.items()},
                              "learning_rate": lr, "seconds": round(seconds, 3)})
         score = [float(logs["val_macro_f1"]), -float(logs["val_loss"])]
-        if score > s["best"]:  # False for NaN
+        if score > s["best"]:
             s.update(best=score, best_epoch=done, wait=0,
                      best_weights=f"best-{done:03d}.npz")
             save_weights(self.folder / s["best_weights"], self.model.get_weights())
