@@ -4,6 +4,7 @@ Everything here is cheap (numpy and json), so bad input fails in a fraction of a
 one-line error and ``mnist-edge --help`` stays fast; the training itself is train/trainer.py,
 imported only once the inputs are known to be good.
 """
+import contextlib
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ from convert.tensorflow_env import import_tensorflow, require_tensorflow
 from edge_runtime.cli_options import FiniteFloatRange, ScaleRange
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.output_folder import check_output_folder, claim_output
+from train import multi_worker
 from train.dataset_folder import fresh_images, load_data
 from train.options import ARCHS, COMPOSE_MODES, DEFAULTS, RESUMABLE
 from train.run_folder import HISTORY_FILE, METADATA_FILE, MODEL_FILE, read_state
@@ -43,6 +45,35 @@ def _resolve_options(ctx, out, resume, given):
                                    f"{options.get(name)}; --resume continues with the options saved in {out}")
         options[name] = value
     return options
+
+
+def _worker_args(ctx):
+    """This invocation's command-line options again, for the workers --workers launches."""
+    args = []
+    for param in ctx.command.params:
+        name, value = param.name, ctx.params[param.name]
+        if name in ("workers", "strategy") or ctx.get_parameter_source(name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        if param.is_flag and param.secondary_opts:  # --x/--no-x
+            args.append(param.opts[0] if value else param.secondary_opts[0])
+        elif param.is_flag:
+            args += [param.opts[0]] if value else []
+        elif name == "mnist":
+            args.append(f"--mnist={value}" if value else "--mnist")
+        else:
+            args += [param.opts[0], ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    return args
+
+
+def _launch_workers(ctx, workers, out):
+    """--workers N: the command again as N local worker processes; each checks the inputs itself."""
+    if ctx.params["strategy"] not in ("default", multi_worker.STRATEGY):
+        raise click.UsageError(f"--workers runs --strategy {multi_worker.STRATEGY}; "
+                               f"drop --strategy {ctx.params['strategy']}")
+    try:
+        multi_worker.launch_local(workers, _worker_args(ctx), click.echo)
+    except MnistEdgeError as e:
+        raise MnistEdgeError(f"{e}; continue with: mnist-edge train --out {out} --resume --workers {workers}") from None
 
 
 def print_report(meta):
@@ -93,14 +124,20 @@ def print_report(meta):
               show_default=True,
               help="With fresh images: resize each digit by a factor log-uniform in [LOW, HIGH] (1 = MNIST's "
                    "size, ink ~20 px tall), so the model reads digits from LOW to HIGH times that size.")
-@click.option("--strategy", type=click.Choice(["default", "mirrored"]), default=DEFAULTS["strategy"], show_default=True,
-              help="tf.distribute strategy: mirrored replicates the step over all GPUs (else all logical CPUs).")
+@click.option("--strategy", type=click.Choice(["default", "mirrored", multi_worker.STRATEGY]),
+              default=DEFAULTS["strategy"], show_default=True,
+              help="tf.distribute strategy: mirrored replicates the step over all GPUs (else all logical CPUs); "
+                   "multi-worker over the processes TF_CONFIG names, one per machine (only the chief, worker 0, "
+                   "writes --out; --resume needs --out on storage every worker reads).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Launch this many local worker processes on 127.0.0.1 (TF_CONFIG written for each) that train "
+                   "with --strategy multi-worker; their output is prefixed [worker N]. For trying it out.")
 @click.option("--deterministic/--no-deterministic", default=DEFAULTS["deterministic"], show_default=True,
               help="Enable TensorFlow op determinism, so the same seed on the same machine gives the same weights.")
 @click.option("--resume", is_flag=True,
               help="Continue the interrupted run in --out from its last finished epoch, with its saved options.")
 @click.pass_context
-def train_command(ctx, data, mnist, out, resume, **given):
+def train_command(ctx, data, mnist, out, resume, workers, **given):
     """Train a multi-label digit model and write RUN_DIR (--out).
 
     Writes model.keras (10 sigmoid scores; loads with safe_mode=True), metadata.json (architecture,
@@ -112,6 +149,7 @@ def train_command(ctx, data, mnist, out, resume, **given):
       mnist-edge data data/
       mnist-edge train --data data/ --out runs/default
       mnist-edge train --out runs/default --resume     # after an interruption
+      mnist-edge train --data data/ --out runs/two --workers 2   # two local multi-worker processes
     """
     given.update(data=str(data.resolve()) if data else None, mnist=mnist)
     if data is not None and mnist is not None:
@@ -124,17 +162,29 @@ def train_command(ctx, data, mnist, out, resume, **given):
         raise click.UsageError("give --data DIR (from `mnist-edge data`) or --mnist to compose the data set from MNIST")
     if options["data"] is not None and not Path(options["data"]).is_dir():
         raise MnistEdgeError(f"data set folder {options['data']} no longer exists")
+    if workers:
+        return _launch_workers(ctx, workers, out)
+    cluster = multi_worker.cluster_from_env() if options["strategy"] == multi_worker.STRATEGY else None
+    if cluster:
+        role = "the chief: writes --out" if cluster.is_chief else "checkpoints to a temporary folder"
+        click.echo(f"worker {cluster.worker} of {len(cluster.addresses)} ({role})")
     splits, info = load_data(options["data"], options["mnist"])
     composer = fresh_images(options, info, options["data"] or "the in-memory data set")
 
     require_tensorflow("train")  # after the input checks, which need no TensorFlow
-    import_tensorflow()
+    if cluster is None:  # multi-worker: the strategy must be what starts TensorFlow's runtime (trainer.make_strategy)
+        import_tensorflow()
     from train import trainer
 
+    # Only the chief writes (and locks) --out; the other workers only read its checkpoint.
+    claim = claim_output(out) if cluster is None or cluster.is_chief else contextlib.nullcontext()
     try:
-        with claim_output(out):
+        with claim:
             meta = trainer.train(out, options, splits, info, composer, state=read_state(out), log=click.echo)
     except KeyboardInterrupt:
         raise MnistEdgeError(f"interrupted; continue with: mnist-edge train --out {out} --resume") from None
+    if meta is None:
+        click.echo(f"worker {cluster.worker} of {len(cluster.addresses)} done; the chief (worker 0) wrote {out}")
+        return
     print_report(meta)
     click.echo(f"Wrote {out / MODEL_FILE}, {METADATA_FILE} and {HISTORY_FILE}")

@@ -5,6 +5,8 @@ Resume: after every epoch, one callback writes the model with its optimizer stat
 then ``state.json`` (epochs done, early-stopping counters, history, options, time) by atomic
 replace. The state file is the commit point: a kill at any moment leaves the previous state naming
 complete files, so ``--resume`` restarts from the last finished epoch and loses only the running one.
+Under multi-worker only the chief commits into RUN_DIR; the other workers run the same callback
+into a folder of their own (train/multi_worker.py) and all resume from the chief's state.
 history.csv is rewritten from the state, so it never holds a row the checkpoint does not (Keras'
 CSVLogger would duplicate the row of an epoch killed between its log line and the checkpoint).
 
@@ -13,9 +15,11 @@ run sees exactly the batches an uninterrupted one would; weights start from ``se
 ``deterministic`` TensorFlow's op determinism is on too. Then the same seed, machine, thread count
 and TensorFlow build give the same weights, resumed or not. Not covered: other CPUs (oneDNN picks
 kernels per instruction set), other thread counts or library versions (float sums in another
-order), and ``mirrored`` versus ``default`` (gradients summed per replica first). On a CPU the
-switch changed neither the numbers nor the speed measurably (TF 2.21); on GPUs it selects
-deterministic kernels, which are slower, and fails on ops that have none.
+order), ``mirrored`` versus ``default`` (gradients summed per replica first), and another number of
+multi-worker workers (each composes or takes its own share of an epoch, keyed by worker too).
+On a CPU the switch changed neither the numbers nor the speed measurably (TF 2.21), and it works
+with multi-worker's CPU collectives; on GPUs it selects deterministic kernels, which are slower,
+and fails on ops that have none.
 """
 import csv
 import io
@@ -35,6 +39,7 @@ from edge_runtime.errors import MnistEdgeError
 from edge_runtime.files import atomic_path, write_text_atomic
 from edge_runtime.metrics import evaluate, tune_thresholds
 from edge_runtime.model_contract import NUM_CLASSES, PREPROCESSING
+from train import multi_worker
 from train.dataset import INK
 from train.losses import WeightedBinaryCrossentropy, positive_weights
 from train.models import build_model, count_macs
@@ -48,15 +53,15 @@ def train(run_dir, options, splits, dataset_info, composer=None, state=None, log
     """Train (or resume) a run and write RUN_DIR; returns the metadata dict it wrote.
 
     ``composer`` (train.dataset.EpochComposer) composes fresh training images every epoch; without
-    it the epochs shuffle the fixed training split.
+    it the epochs shuffle the fixed training split. Under multi-worker only the chief writes RUN_DIR
+    and returns the metadata; the other workers return None.
     """
     start = time.perf_counter()
     run_dir = Path(run_dir)
-    (run_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+    strategy = make_strategy(options["strategy"])  # first: multi-worker must set TensorFlow up before any op
     keras.utils.set_random_seed(options["seed"])
     if options["deterministic"]:
         tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(options["strategy"])
 
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = (splits[name] for name in ("train", "val", "test"))
     input_shape = (*x_train.shape[1:], 1)
@@ -65,7 +70,11 @@ def train(run_dir, options, splits, dataset_info, composer=None, state=None, log
     state["options"] = options  # a resumed run may have changed the RESUMABLE ones
     pos_weight = positive_weights(y_train) if options["pos_weight"] == "auto" else None
     if not state["finished"]:
-        fit(run_dir, state, strategy, splits["train"], splits["val"], composer, pos_weight, log)
+        with multi_worker.output_folder(run_dir, strategy) as out_dir:  # RUN_DIR, unless a non-chief worker
+            (out_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+            fit(run_dir, out_dir, state, strategy, splits["train"], splits["val"], composer, pos_weight, log)
+    if not strategy.extended.should_checkpoint:
+        return None
 
     if "best_weights" not in state:
         raise MnistEdgeError(f"validation scores were never finite in {state['epochs_done']} epochs; try a lower --lr")
@@ -107,11 +116,15 @@ def train(run_dir, options, splits, dataset_info, composer=None, state=None, log
     return meta
 
 
-def fit(run_dir, state, strategy, train, val, composer, pos_weight, log):
-    """Build (or load from the checkpoint) the compiled model under ``strategy`` and train it."""
+def fit(run_dir, out_dir, state, strategy, train, val, composer, pos_weight, log):
+    """Build (or load from RUN_DIR's checkpoint) the compiled model under ``strategy`` and train it,
+    checkpointing into ``out_dir``."""
     options, (x_train, y_train) = state["options"], train
     count = composer.count if composer else len(x_train)
     steps = math.ceil(count / options["batch_size"])
+    sharded = multi_worker.is_multi_worker(strategy)
+    if sharded:
+        multi_worker.check_workers(strategy, state["epochs_done"], options["batch_size"])
     with strategy.scope():
         if state["epochs_done"]:
             model = keras.models.load_model(run_dir / CHECKPOINT_DIR / state["model"], safe_mode=True)
@@ -124,20 +137,31 @@ def fit(run_dir, state, strategy, train, val, composer, pos_weight, log):
                           loss=WeightedBinaryCrossentropy(pos_weight),
                           metrics=[keras.metrics.F1Score(average="macro", threshold=0.5, name="macro_f1")])
     epochs = (state["epochs_done"], options["epochs"])
-    batches = (fresh_dataset(composer, options["batch_size"], *epochs) if composer else
-               train_dataset(x_train, y_train, options["batch_size"], options["seed"], *epochs))
-    model.fit(batches,
-              epochs=options["epochs"], initial_epoch=state["epochs_done"], steps_per_epoch=steps,
-              validation_data=eval_dataset(*val),
-              callbacks=[EpochCheckpoint(run_dir, state)],
-              shuffle=False,  # the dataset is already in its seeded per-epoch order
-              verbose=1 if sys.stdout.isatty() else 2)
+    if sharded:
+        multi_worker.prepare_model(model, strategy, (*x_train.shape[1:], 1))
+        share = composer.epoch if composer else fixed_share(x_train, y_train, options["seed"])
+        batches = sharded_dataset(strategy, share, x_train.shape[1:], steps, *epochs)
+        validation = strategy.distribute_datasets_from_function(lambda _: eval_dataset(*val))  # all of it, everywhere
+    else:
+        batches = (fresh_dataset(composer, options["batch_size"], *epochs) if composer else
+                   train_dataset(x_train, y_train, options["batch_size"], options["seed"], *epochs))
+        validation = eval_dataset(*val)
+    with multi_worker.lost_worker_errors():
+        model.fit(batches,
+                  epochs=options["epochs"], initial_epoch=state["epochs_done"], steps_per_epoch=steps,
+                  validation_data=validation,
+                  callbacks=[EpochCheckpoint(out_dir, state)],
+                  shuffle=False,  # the dataset is already in its seeded per-epoch order
+                  verbose=1 if sys.stdout.isatty() else 2)
 
 
 def make_strategy(name):
-    """default: no distribution. mirrored: one replica per GPU, else per logical CPU device."""
+    """default: no distribution. mirrored: one replica per GPU, else per logical CPU device.
+    multi-worker: the processes TF_CONFIG names (train/multi_worker.py)."""
     if name == "default":
         return tf.distribute.get_strategy()
+    if name == multi_worker.STRATEGY:
+        return multi_worker.make_strategy()
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     return tf.distribute.MirroredStrategy([d.name for d in devices])
 
@@ -174,6 +198,39 @@ def fresh_dataset(composer, batch_size, first_epoch, epochs):
     return (tf.data.Dataset.from_generator(batches, output_signature=spec)
             .map(lambda x, y: (_to_float(x), tf.cast(y, tf.float32)))
             .prefetch(tf.data.AUTOTUNE))
+
+
+def fixed_share(images, labels, seed):
+    """``share(epoch, worker, workers)`` of the fixed split: every workers-th image of the epoch's seeded order."""
+    def share(epoch, worker, workers):
+        order = epoch_order(seed, epoch, len(images)).numpy()[worker::workers]
+        return images[order], labels[order]
+    return share
+
+
+def sharded_dataset(strategy, share, image_shape, steps, first_epoch, epochs):
+    """Every worker's own batches for epochs first_epoch..epochs-1 (multi-worker).
+
+    ``share(epoch, worker, workers)`` gives this worker's images of an epoch, different on every
+    worker and keyed by (seed, epoch, worker). Each is cut into ``steps`` nearly equal batches per
+    local replica: all workers take the same number of steps (their collectives pair up), and a
+    step's global batch, summed over the workers, is --batch-size give or take a few images.
+    """
+    def per_worker(context):
+        local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
+
+        def batches():
+            for epoch in range(first_epoch, epochs):
+                images, labels = share(epoch, context.input_pipeline_id, context.num_input_pipelines)
+                for part in np.array_split(np.arange(len(images)), steps * local_replicas):
+                    yield images[part], labels[part]
+
+        spec = (tf.TensorSpec((None, *image_shape), tf.uint8), tf.TensorSpec((None, NUM_CLASSES), tf.uint8))
+        return (tf.data.Dataset.from_generator(batches, output_signature=spec)
+                .map(lambda x, y: (_to_float(x), tf.cast(y, tf.float32)))
+                .prefetch(tf.data.AUTOTUNE))
+
+    return strategy.distribute_datasets_from_function(per_worker)
 
 
 def digit_heights(composer):
