@@ -7,7 +7,6 @@ release gate) and report.py (report.md/.json/.csv). Quality comes from
 ``edge_runtime.metrics.evaluate``, the code training uses, on each model's own thresholds
 (embedded metadata; 0.5 without).
 """
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import numpy as np
 from edge_runtime import Classifier, __version__
 from edge_runtime.dataset_file import load_labelled_npz
 from edge_runtime.errors import MnistEdgeError
-from edge_runtime.file_set import check_complete
+from edge_runtime.file_set import check_complete, sha256_file
 from edge_runtime.metadata import read_metadata
 from edge_runtime.metrics import evaluate
 
@@ -106,7 +105,7 @@ def run_benchmark(models, data, runs=DEFAULTS["runs"], warmup=DEFAULTS["warmup"]
         "mnist_edge_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "data": {"path": str(data), "num_images": int(len(images)), "image_shape": list(images.shape[1:]),
-                 "sha256": _sha256(data)},
+                 "sha256": sha256_file(data)},
         "settings": settings,
         "machine": {**describe_machine(first.runtime_name, first.runtime_version, threads, use_xnnpack),
                     "cpu_frequency_during_timing": frequency},
@@ -199,11 +198,3 @@ def _check_fits(clf, images, data, path):
         raise MnistEdgeError(f"{data}: images are {h}x{w} but {path} expects "
                              f"{clf.input_shape[0]}x{clf.input_shape[1]}; benchmark on a data set "
                              "composed for this model")
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
