@@ -63,7 +63,7 @@ def train(run_dir, options, splits, dataset_info, composer=None, state=None, log
     if options["deterministic"]:
         tf.config.experimental.enable_op_determinism()
 
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (splits[name] for name in ("train", "val", "test"))
+    x_train, y_train = splits["train"]
     input_shape = (*x_train.shape[1:], 1)
     state = state or {"options": options, "epochs_done": 0, "finished": False, "best": [-1.0, -math.inf],
                       "best_epoch": 0, "wait": 0, "history": [], "train_seconds": 0.0}
@@ -82,13 +82,25 @@ def train(run_dir, options, splits, dataset_info, composer=None, state=None, log
     # The model a user gets: the best epoch's weights in a fresh, uncompiled model (no custom loss to load).
     final = build_model(options["arch"], input_shape)
     final.set_weights(load_weights(run_dir / CHECKPOINT_DIR / state["best_weights"]))
+    meta = describe_run(final, splits, dataset_info, composer, state, pos_weight, strategy)
+    meta["wall_seconds"] = time.perf_counter() - start  # this invocation, start to end
+    with atomic_path(run_dir / MODEL_FILE) as tmp:
+        final.save(tmp)
+    write_text_atomic(run_dir / METADATA_FILE, json.dumps(meta, indent=2) + "\n")  # last: marks the run finished
+    return meta
+
+
+def describe_run(final, splits, dataset_info, composer, state, pos_weight, strategy):
+    """metadata.json: the final model's thresholds (tuned on val), val and test metrics, and how it was made."""
+    options = state["options"]
+    (x_train, _), (x_val, y_val), (x_test, y_test) = (splits[name] for name in ("train", "val", "test"))
     val_scores = final.predict(eval_dataset(x_val), verbose=0)
     test_scores = final.predict(eval_dataset(x_test), verbose=0)
     thresholds = tune_thresholds(y_val, val_scores)
-    meta = {
+    return {
         "toolkit_version": __version__,
         "arch": options["arch"],
-        "input_shape": list(input_shape),
+        "input_shape": list(final.input_shape[1:]),
         "class_names": [str(c) for c in range(NUM_CLASSES)],
         "thresholds": thresholds.tolist(),
         "preprocessing": PREPROCESSING,
@@ -108,12 +120,7 @@ def train(run_dir, options, splits, dataset_info, composer=None, state=None, log
         "stopped_early": state["epochs_done"] < options["epochs"],
         "num_replicas": strategy.num_replicas_in_sync,
         "train_seconds": state["train_seconds"],
-        "wall_seconds": time.perf_counter() - start,  # this invocation, start to end
     }
-    with atomic_path(run_dir / MODEL_FILE) as tmp:
-        final.save(tmp)
-    write_text_atomic(run_dir / METADATA_FILE, json.dumps(meta, indent=2) + "\n")  # last: marks the run finished
-    return meta
 
 
 def fit(run_dir, out_dir, state, strategy, train, val, composer, pos_weight, log):
