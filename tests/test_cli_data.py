@@ -107,3 +107,10 @@ def test_real_subprocess(mnist_dir, tmp_path):
     assert load_labelled_npz(tmp_path / "test.npz")[0].shape == (30, 64, 64)
     bad = subprocess.run([*command(), "data", str(tmp_path), "--canvas", "10"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "--canvas" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_splits_too_large_to_hold_are_refused_before_work(tmp_path):
+    for args in (["--train", "100000000"], ["--canvas", "100000"]):
+        result = CliRunner().invoke(main, ["data", str(tmp_path / "d"), *args])
+        assert result.exit_code == 1 and "GiB" in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "d" / "train.npz").exists()

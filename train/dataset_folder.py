@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime import __version__
-from edge_runtime.dataset_file import load_labelled_npz, save_labelled_npz
+from edge_runtime.dataset_file import MAX_LOADED_BYTES, load_labelled_npz, save_labelled_npz
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.file_set import MANIFEST, MANIFEST_KEY, check_complete, sha256_file, staged_set
 from edge_runtime.files import atomic_path, write_text_atomic
 from edge_runtime.model_contract import NUM_CLASSES
 from edge_runtime.output_folder import claim_output
-from train.dataset import (VAL_SOURCE_FRACTION, EpochComposer, compose_splits, digit_sources, mnist_digest,
-                           resolve_options, source_pools)
+from train.dataset import (SPLIT_SIZES, VAL_SOURCE_FRACTION, EpochComposer, compose_splits, digit_sources,
+                           mnist_digest, resolve_options, source_pools)
 from train.difficulty import difficulty
 from train.mnist import load_mnist
 
@@ -55,6 +55,7 @@ def write_dataset(out_dir, sizes=None, seed=0, preset=None, mnist_path=None, log
     log = log or (lambda line: None)
     out_dir = Path(out_dir)
     options = resolve_options(preset, **options)  # fail on bad settings before loading anything
+    _check_split_sizes({**SPLIT_SIZES, **(sizes or {})}, options["canvas"])
     mnist, source = load_mnist(mnist_path, return_source=True)
     log(f"MNIST: {source}")
     info = dataset_info(mnist, source, seed, preset, options,
@@ -74,6 +75,16 @@ def write_dataset(out_dir, sizes=None, seed=0, preset=None, mnist_path=None, log
         info[MANIFEST_KEY] = {f"{name}.npz": sha256_file(stage / f"{name}.npz") for name in info["splits"]}
         write_text_atomic(stage / MANIFEST, json.dumps(info, indent=2) + "\n")
     return info
+
+
+def _check_split_sizes(sizes, canvas):
+    """Refuse, before composing, a split too large to hold in memory -- and to be read back, which
+    every reader caps at MAX_LOADED_BYTES per array."""
+    for name, count in sizes.items():
+        nbytes = count * canvas * canvas
+        if nbytes > MAX_LOADED_BYTES:
+            raise MnistEdgeError(f"{count:,} {name} images of {canvas}x{canvas} would take {nbytes / 2**30:,.1f} GiB; "
+                                 f"a split may hold at most {MAX_LOADED_BYTES / 2**30:.0f} GiB: lower --{name} or --canvas")
 
 
 def describe_split(name, split, max_digits):
