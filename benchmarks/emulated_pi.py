@@ -70,6 +70,12 @@ def read_steps(folder):
     return steps
 
 
+def infer_digits(path):
+    """{file name: digits} from `mnist-edge infer --json` output (other lines are the interpreter's notes)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {Path(r["input"]).name: r["digits"] for r in map(json.loads, (s for s in lines if s.startswith("{")))}
+
+
 def summarize(out_dir, x86_dir):
     """One record per configuration (from steps.tsv, config.json, scores.json), numerics against x86."""
     references = {p.stem: json.loads(p.read_text()) for p in Path(x86_dir).glob("*.json")}
@@ -77,6 +83,11 @@ def summarize(out_dir, x86_dir):
     for folder in sorted(p for p in Path(out_dir).iterdir() if (p / "config.json").exists()):
         record = json.loads((folder / "config.json").read_text())
         record["steps"] = read_steps(folder)
+        infer = record["steps"].get("infer")
+        if infer and infer["status"] == "ok":
+            arm, x86 = infer_digits(folder / "infer.log"), infer_digits(Path(x86_dir) / "infer.jsonl")
+            same = sum(arm.get(name) == digits for name, digits in x86.items())
+            infer["note"] = f"{same}/{len(x86)} digit sets as x86"
         scores = folder / "scores.json"
         if scores.exists():
             arm = json.loads(scores.read_text())
@@ -100,8 +111,9 @@ def print_table(records):
     for r in records:
         steps = r["steps"]
         cells = [steps.get(s, {}).get("status", "-") for s in STEPS]
-        if steps.get("tests", {}).get("note"):
-            cells[1] += f" ({steps['tests']['note']})"
+        for i, name in enumerate(STEPS[:3]):
+            if steps.get(name, {}).get("note"):
+                cells[i] += f" ({steps[name]['note']})"
         rows.append((r["name"], r.get("python", "-"), r.get("runtime", r.get("interpreter", "-")), *cells,
                      numerics_cell(r.get("numerics"), "int8"), numerics_cell(r.get("numerics"), "float32")))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]

@@ -21,7 +21,8 @@ usage: $0 [--ci] [--only NAME]... [--cache DIR] [--out DIR]
   --out DIR     logs, reports, emulated_pi.json [out/emulated-pi in the repo]
 env: X86_PYTHON (workstation venv, TensorFlow for the test models) [.venv/bin/python],
      X86_EDGE_PYTHON (tflite-runtime venv, x86 reference scores) [.venv-edge/bin/python],
-     MNIST_EDGE_DATA (required), DEBIAN_MIRROR [http://deb.debian.org/debian]
+     MNIST_EDGE_DATA (required), DEBIAN_MIRROR [http://deb.debian.org/debian],
+     PYTEST_ARGS (tests run under emulation) [the device-side test files]
 EOF
 }
 
@@ -40,6 +41,9 @@ CI_CONFIG=bookworm-arm64-litert
 # has no armv7 wheels of them; Pi OS users get the same packages with apt).
 DEBS="python3,python3-venv,coreutils,dash,libstdc++6"
 DEBS_ARMHF="python3-numpy,python3-pil"
+# The tests of the code that runs on the device (the whole edge-only suite takes ~30 min emulated);
+# the test of the x86 .venv-edge (MNIST_EDGE_EDGE_PYTHON) is left out: it asserts tflite-runtime.
+PYTEST_ARGS=${PYTEST_ARGS:-"-m 'not slow' tests/test_edge_runtime.py tests/test_images.py tests/test_infer_cli.py tests/test_metadata.py tests/test_metrics.py tests/test_bench.py"}
 IMAGES=4          # PNG files for infer
 SCORE_IMAGES=200  # test images whose scores are compared with x86 (also the bench test set)
 
@@ -159,13 +163,17 @@ prepare_inputs() {
     "$X86_PYTHON" -m pip wheel -q --no-deps "$REPO" -w "$x86/dist" >&2 || die "cannot build the wheel"
     WHEEL=$(ls "$x86"/dist/mnist_edge-*.whl) && WHEEL=${WHEEL##*/}
     export PYTHONPATH=$REPO
-    "$bin/mnist-edge" data "$x86/data" --train 1 --val 0 --test $SCORE_IMAGES --seed 1 >&2 || die "cannot compose the test set"
+    "$bin/mnist-edge" data "$x86/data" --train 1 --val 0 --test $SCORE_IMAGES --seed 1 > "$x86/data.log" 2>&1 ||
+        die "cannot compose the test set (see $x86/data.log)"
     "$X86_PYTHON" -m benchmarks.emulated_pi images "$x86/data/test.npz" "$x86/images" --count $IMAGES || die "cannot write PNGs"
     "$X86_PYTHON" -c "from edge_runtime.classifier import default_model_path as p; print(p('float32')); print(p('int8'))" \
         | xargs -I{} cp {} "$x86/" || die "no shipped models"
+    "$bin/mnist-edge" infer --json --threads 1 "$x86/images" > "$x86/infer.jsonl" || die "x86 infer failed"
     [ $CI = 1 ] && return
     cp -r "$REPO/tests" "$REPO/pyproject.toml" "$x86/repo/"  # tests only: the installed wheel is what runs
-    "$X86_PYTHON" -c "import tensorflow" 2>/dev/null && "$X86_PYTHON" "$REPO/tests/models_for_tests.py" "$x86/test-models" >&2
+    "$X86_PYTHON" -c "import tensorflow" 2>/dev/null &&
+        { "$X86_PYTHON" "$REPO/tests/models_for_tests.py" "$x86/test-models" > "$x86/test-models.log" 2>&1 ||
+          die "cannot build the test models (see $x86/test-models.log)"; }
     "$X86_PYTHON" -m benchmarks.emulated_pi scores "$x86/ai_edge_litert.json" "$x86"/model_*.tflite \
         --data "$x86/data/test.npz" --runtime ai_edge_litert || log "no x86 ai-edge-litert reference"
     [ -x "$X86_EDGE_PYTHON" ] && "$X86_EDGE_PYTHON" -m benchmarks.emulated_pi scores "$x86/tflite_runtime.json" \
@@ -200,10 +208,10 @@ run_config() {
     step install "$expect" install || return
     step infer ok in_pi "$py/mnist-edge" infer --json --threads 1 /io/x86/images
     [ $CI = 1 ] && return
-    step tests ok in_pi sh -c "cd /io/x86/repo && MNIST_EDGE_EDGE_ONLY=1 MNIST_EDGE_DATA=/mnist MNIST_EDGE_EDGE_PYTHON=$py/python \
-        ${TEST_MODELS:+MNIST_EDGE_TEST_MODELS=/io/x86/test-models} $py/python -m pytest -q -p no:cacheprovider -m 'not slow' ${PYTEST_ARGS:-}"
+    step tests ok in_pi sh -c "cd /io/x86/repo && MNIST_EDGE_EDGE_ONLY=1 MNIST_EDGE_DATA=/mnist \
+        ${TEST_MODELS:+MNIST_EDGE_TEST_MODELS=/io/x86/test-models} $py/python -m pytest -q -p no:cacheprovider $PYTEST_ARGS"
     step bench ok in_pi "$py/mnist-edge" bench /io/x86/model_float32.tflite /io/x86/model_int8.tflite \
-        --data /io/x86/data/test.npz --runs 20 --warmup 2 --rounds 2 --threads 1 --batch 1,8 --out "/io/$CONFIG_NAME/bench"
+        --data /io/x86/data/test.npz --runs 10 --warmup 1 --rounds 1 --threads 1 --batch 1,8 --out "/io/$CONFIG_NAME/bench"
     step scores ok in_pi "$py/python" -m benchmarks.emulated_pi scores "/io/$CONFIG_NAME/scores.json" \
         /io/x86/model_float32.tflite /io/x86/model_int8.tflite --data /io/x86/data/test.npz --count $SCORE_IMAGES
     if [ "$ARCH" = arm64 ] && [[ $REQS == *edge* ]]; then  # the crash the Pi-4 cpuinfo overlay avoids
