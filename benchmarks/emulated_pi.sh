@@ -112,6 +112,12 @@ rootfs() {
             "$suite" "$dir.tmp" "$MIRROR" >&2 || return 1
         rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.complete"
     fi
+    # What maintainer scripts would do: merged-/usr links (Trixie), the BLAS/LAPACK alternatives (numpy)
+    local d lib
+    for d in bin lib sbin; do [ -e "$dir/$d" ] || ln -s "usr/$d" "$dir/$d"; done
+    for lib in "$dir"/usr/lib/*/blas/libblas.so.3 "$dir"/usr/lib/*/lapack/liblapack.so.3; do
+        [ -e "$lib" ] && ln -sf "${lib#"${lib%/*/*}"/}" "${lib%/*/*}/${lib##*/}"
+    done
     cp /etc/resolv.conf "$dir/etc/resolv.conf"  # pip reaches PyPI from inside
     mkdir -p "$dir/etc/ssl/certs" "$dir/io" "$dir/mnist" "$dir/pipcache"
     cp /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/"  # extract mode runs no maintainer scripts
@@ -148,7 +154,7 @@ step() {
         *:ok) status=FAIL ;;
         *) status=$expect ;;
     esac
-    [ $rc -ge 128 ] || [ $rc = 139 ] && note="signal $((rc - 128))"
+    [ $rc -gt 128 ] && [ $rc -lt 160 ] && note="signal $((rc - 128))"
     [ "$name" = tests ] && note=$(grep -Eo '[0-9]+ (passed|failed|skipped|errors?)' "$RUN/$name.log" | paste -sd, -)
     printf '%s\t%s\t%s\t%s\n' "$name" "$status" "$(( $(date +%s) - start ))" "$note" >> "$RUN/steps.tsv"
     log "$CONFIG_NAME: $name: $status $note"
