@@ -197,7 +197,8 @@ install() {
         set -f; venv=$1 reqs=$2 site=$3
         if [ "$(cat $venv/.reqs 2>/dev/null)" != "$reqs" ]; then
             rm -rf $venv && python3 -m venv $site $venv
-            $venv/bin/pip install -q $reqs pytest && echo "$reqs" > $venv/.reqs
+            $venv/bin/pip install -q $reqs pytest
+            echo "$reqs" > $venv/.reqs
         fi
         $venv/bin/pip install -q --no-deps --force-reinstall /io/x86/dist/'"$WHEEL"'
         $venv/bin/pip list' sh "$venv" "$reqs" "$site"
