@@ -69,6 +69,9 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ $CI = 1 ] && ONLY=("$CI_CONFIG")
+for name in "${ONLY[@]}"; do
+    [[ " ${CONFIGS[*]%%|*} " == *" $name "* ]] || { echo "Error: no configuration $name" >&2; usage >&2; exit 2; }
+done
 
 die() { echo "Error: $*" >&2; exit 2; }
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
