@@ -44,7 +44,7 @@ DEBS_ARMHF="python3-numpy,python3-pil"
 # Device tests run under emulation: the Classifier on real models with each interpreter. Emulated
 # Python is 20-200x slower (more on a busy machine), so by default a core selection; all device-side
 # tests: PYTEST_ARGS="-m 'not slow' tests/test_edge_runtime.py tests/test_images.py tests/test_infer_cli.py
-# tests/test_metadata.py tests/test_metrics.py tests/test_bench.py" (~30 min per configuration).
+# tests/test_metadata.py tests/test_metrics.py tests/test_bench.py" (tens of minutes each).
 PYTEST_ARGS=${PYTEST_ARGS:-"tests/test_edge_runtime.py -k 'scores_and_predictions or sees_digits or every_input_layout or runtime_and_xnnpack or embedded_metadata or bad_model_files or never_imports_tensorflow'"}
 IMAGES=4          # PNG files for infer
 SCORE_IMAGES=200  # test images whose scores are compared with x86 (also the bench test set)
