@@ -5,7 +5,7 @@ does not pay for numpy, Pillow or an interpreter.
 """
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # public name -> module that defines it
 _EXPORTS = {"Classifier": "classifier", "Prediction": "classifier", "default_model_path": "classifier",
