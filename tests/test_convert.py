@@ -354,3 +354,35 @@ def test_empty_calibration_or_validation_set_is_refused(run_dir, tmp_path):
         assert result.exit_code == 1 and result.output.strip() == (
             f"Error: {tmp_path / 'empty.npz'}: holds no images, so it cannot serve for {role}; pass a file with images")
     assert not (tmp_path / "out").exists()
+
+
+@needs_tf
+def test_convert_killed_mid_set_leaves_the_previous_pair(tmp_path, run_dir):
+    """SIGKILL once the new float32 file is staged: the previous pair stays whole, no mixed set."""
+    import signal
+    import time
+
+    from edge_runtime.files import TEMP_TAG
+
+    out = tmp_path / "models"
+    out.mkdir()
+    for fmt in ("float32", "int8"):
+        (out / f"model_{fmt}.tflite").write_bytes(f"the previous {fmt} file".encode())
+    proc = subprocess.Popen([sys.executable, "-c", "from train.cli import main; main()", "convert", str(run_dir),
+                             "--out", str(out)], env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    try:
+        while not list(out.glob(f"*{TEMP_TAG}*/model_float32.tflite")):
+            assert proc.poll() is None, "convert finished before it could be killed"
+            assert time.monotonic() < deadline, "no staged float32 file within 300 s"
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    for fmt in ("float32", "int8"):
+        assert (out / f"model_{fmt}.tflite").read_bytes() == f"the previous {fmt} file".encode()
+    assert cli(run_dir, "--out", out).exit_code == 0  # the next run cleans up and publishes a whole pair
+    assert not list(out.glob(f"*{TEMP_TAG}*"))
+    sources = {read_metadata(out / f"model_{fmt}.tflite")["source_model_sha256"] for fmt in ("float32", "int8")}
+    assert len(sources) == 1
