@@ -29,5 +29,17 @@ def embed_metadata(model_bytes, metadata, name=METADATA_NAME):
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
+def strip_metadata(model_bytes, name=METADATA_NAME):
+    """``model_bytes`` without the ``name`` entry: a file derived from this one (LiteRT Quantizer copies
+    the metadata list) must not carry the source's description, which says float32."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    if not any(_name(m) == name for m in model.metadata or []):
+        return bytes(model_bytes)
+    model.metadata = [m for m in model.metadata if _name(m) != name]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
 def _name(entry):
     return entry.name.decode() if isinstance(entry.name, bytes) else entry.name

@@ -15,8 +15,10 @@ import contextlib
 import io
 import warnings
 
-from edge_runtime.model_contract import to_model_input
 from edge_runtime.errors import MnistEdgeError, first_line
+from edge_runtime.model_contract import to_model_input
+
+from .embed import strip_metadata
 
 # format -> LiteRT Quantizer recipe (functions in litert_quantizer.recipe)
 RECIPES = {
@@ -49,6 +51,7 @@ def quantize(float_bytes, fmt, calib_images):
     ``calib_images``: uint8 (N,H,W), used by the recipes that calibrate activations.
     """
     quantizer, recipe = require_quantizer()
+    float_bytes = strip_metadata(float_bytes)  # else the quantized copy would carry "format": "float32"
     signature, input_name = _signature(float_bytes)
     # The quantizer's calibration interpreter warns that keeping every tensor is for debugging,
     # which is what calibration needs; its progress bar would break the convert table.
