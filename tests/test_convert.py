@@ -69,19 +69,26 @@ def data_dir(tmp_path_factory, mnist_dir):
     return out
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, data_dir):
+def trained_run(run_dir, model, data_dir):
+    """Train ``model`` for seconds on the data set, tune its thresholds on val, and save it as a RUN_DIR
+    (seed Keras before building ``model``: that seed also orders its training)."""
     import keras
     from edge_runtime.metrics import tune_thresholds
 
-    keras.utils.set_random_seed(0)
     x, y = load_labelled_npz(data_dir / "train.npz")
-    model = tiny_cnn()
     model.compile(keras.optimizers.Adam(3e-3), "binary_crossentropy")
     model.fit(x[..., None] / np.float32(255), y, batch_size=32, epochs=6, verbose=0)
     vx, vy = load_labelled_npz(data_dir / "val.npz")
     thresholds = tune_thresholds(vy, model.predict(vx[..., None] / np.float32(255), verbose=0))
-    return save_run(tmp_path_factory.mktemp("run"), model, data_dir, thresholds)
+    return save_run(run_dir, model, data_dir, thresholds)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, data_dir):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return trained_run(tmp_path_factory.mktemp("run"), tiny_cnn(), data_dir)
 
 
 @pytest.fixture(scope="module")

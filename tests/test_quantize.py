@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from conftest import REPO, needs_tf
 from edge_runtime.dataset_file import load_labelled_npz, save_labelled_npz
 from edge_runtime.metadata import read_metadata
-from test_convert import data_dir, save_run  # noqa: F401  (data_dir is a fixture)
+from test_convert import data_dir, save_run, trained_run  # noqa: F401  (data_dir is a fixture)
 
 pytestmark = [needs_tf, pytest.mark.filterwarnings("ignore::UserWarning")]
 pytest.importorskip("litert_quantizer")
@@ -47,16 +47,8 @@ def integer_head_cnn():
 def run_dir(tmp_path_factory, data_dir):  # noqa: F811
     import keras
 
-    from edge_runtime.metrics import tune_thresholds
-
     keras.utils.set_random_seed(0)
-    x, y = load_labelled_npz(data_dir / "train.npz")
-    model = integer_head_cnn()
-    model.compile(keras.optimizers.Adam(3e-3), "binary_crossentropy")
-    model.fit(x[..., None] / np.float32(255), y, batch_size=32, epochs=6, verbose=0)
-    vx, vy = load_labelled_npz(data_dir / "val.npz")
-    thresholds = tune_thresholds(vy, model.predict(vx[..., None] / np.float32(255), verbose=0))
-    return save_run(tmp_path_factory.mktemp("run"), model, data_dir, thresholds)
+    return trained_run(tmp_path_factory.mktemp("run"), integer_head_cnn(), data_dir)
 
 
 @pytest.fixture(scope="module", params=["converter", "litert"])
