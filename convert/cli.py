@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.cli_options import comma_list
+from edge_runtime.cli_options import choice_list
 from edge_runtime.output_folder import check_output_folder
 
 from .tensorflow_env import require_tensorflow
@@ -11,19 +11,11 @@ from .tflite import (CALIB_SAMPLES, DEFAULT_FORMATS, DEFAULT_QUANTIZER, FORMATS,
                      convert)
 
 
-def _formats(ctx, param, value):
-    names = comma_list(value)
-    unknown = [n for n in names if n not in FORMATS]
-    if unknown or not names:
-        raise click.BadParameter(f"{', '.join(unknown) or 'nothing given'}; choose from {', '.join(FORMATS)}")
-    return tuple(dict.fromkeys(names))
-
-
 @click.command("convert")
 @click.argument("source", type=click.Path(exists=True, path_type=Path), metavar="RUN_DIR|MODEL.keras")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for model_<format>.tflite (created if missing).")
-@click.option("--formats", default=",".join(DEFAULT_FORMATS), show_default=True, callback=_formats,
+@click.option("--formats", default=",".join(DEFAULT_FORMATS), show_default=True, callback=choice_list(FORMATS),
               help=f"Comma-separated formats out of {', '.join(FORMATS)}.")
 @click.option("--calib", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Train or val .npz for calibration (never test).  [default: the --val file]")

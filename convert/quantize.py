@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from edge_runtime.cli_options import comma_list
+from edge_runtime.cli_options import choice_list
 from edge_runtime.dataset_file import load_labelled_npz
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.file_set import staged_set
@@ -31,21 +31,13 @@ from .tflite import (CALIB_SAMPLES, SEED, VERIFY_SAMPLES, _check_not_empty, _che
 DEFAULT_FORMATS = ("int8",)
 
 
-def _formats(ctx, param, value):
-    names = comma_list(value)
-    unknown = [n for n in names if n not in litert.RECIPES]
-    if unknown or not names:
-        raise click.BadParameter(f"{', '.join(unknown) or 'nothing given'}; choose from {', '.join(litert.RECIPES)}")
-    return tuple(dict.fromkeys(names))
-
-
 @click.command("quantize")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="MODEL_float32.tflite")
 @click.option("--calib", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Train or val .npz to calibrate on (never test).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for model_<format>.tflite and quant_report.json/.md (created if missing).")
-@click.option("--formats", default=",".join(DEFAULT_FORMATS), show_default=True, callback=_formats,
+@click.option("--formats", default=",".join(DEFAULT_FORMATS), show_default=True, callback=choice_list(litert.RECIPES),
               help=f"Comma-separated formats out of {', '.join(litert.RECIPES)}.")
 @click.option("--val", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Labelled validation .npz for the checks and threshold re-tuning.  [default: the --calib file]")
@@ -53,7 +45,7 @@ def _formats(ctx, param, value):
               help="Calibration images, a seeded random choice.")
 @click.option("--verify-samples", type=click.IntRange(min=1), default=VERIFY_SAMPLES, show_default=True,
               help="Validation images on which each file is compared with the float32 file.")
-@click.option("--seed", type=int, default=SEED, show_default=True, help="Seed for choosing calibration and verification images.")
+@click.option("--seed", type=click.IntRange(min=0), default=SEED, show_default=True, help="Seed for choosing calibration and verification images.")
 def quantize_command(model, calib, out, formats, val, calib_samples, verify_samples, seed):
     """Quantize a float32 .tflite with LiteRT Quantizer: no TensorFlow needed (edge extra + litert-quantizer).
 

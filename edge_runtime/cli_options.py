@@ -24,6 +24,17 @@ def comma_list(value, convert=str, error="expected a comma-separated list"):
         raise click.BadParameter(error) from None
 
 
+def choice_list(choices):
+    """A click callback for 'a,b' options whose items must be among ``choices``: a de-duplicated tuple."""
+    def parse(ctx, param, value):
+        names = comma_list(value)
+        unknown = [n for n in names if n not in choices]
+        if unknown or not names:
+            raise click.BadParameter(f"{', '.join(unknown) or 'nothing given'}; choose from {', '.join(choices)}")
+        return tuple(dict.fromkeys(names))
+    return parse
+
+
 class ScaleRange(click.ParamType):
     """LOW,HIGH -> [low, high] (a list, as JSON stores it). A type, not a callback, so that defaults
     convert too when the pipeline invokes a command."""
