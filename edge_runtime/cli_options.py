@@ -48,14 +48,3 @@ class ScaleRange(click.ParamType):
         if not (math.isfinite(lo) and math.isfinite(hi)):
             self.fail(f"expected finite numbers, got {lo:g},{hi:g}", param, ctx)
         return [lo, hi]
-
-
-class FiniteFloatRange(click.FloatRange):
-    """click's FloatRange, minus NaN and infinities: NaN compares false with every bound, so
-    FloatRange lets it through, and a gate limit of NaN would pass everything."""
-
-    def convert(self, value, param, ctx):
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        return number

@@ -215,3 +215,30 @@ def test_digit_scale_resizes_cells_and_keeps_the_overlap_rule(mnist):
         rows = np.flatnonzero(split.images[i].max(axis=1) > 64)  # resampling blurs the faintest edge outwards
         ratios.append((rows[-1] - rows[0] + 1) / split.layout.sizes[i][used[i]][0])
     assert len(ratios) > 30 and abs(np.median(ratios) - 20 / 28) < 0.04
+
+
+def test_overlap_pairs_mix_crowded_pairs_into_each_epoch(mnist):
+    from train.dataset import OVERLAP_PAIRS, EpochComposer, _shared, resolve_options, source_pools
+
+    digits, labels, pool = source_pools(mnist, 0)["train"]
+    options = resolve_options()
+    plain = EpochComposer(digits, labels, pool, 400, options, seed=3)
+    mixed = plain._replace(pair_share=0.25)
+    images, multi_hot = mixed.epoch(0)
+    assert images.shape == (400, 64, 64) and multi_hot.shape == (400, 10)
+    assert images.tobytes() == mixed.epoch(0)[0].tobytes()  # still keyed by (seed, epoch, worker)
+    assert plain.epoch(0)[0].tobytes() == EpochComposer(digits, labels, pool, 400, options, seed=3).epoch(0)[0].tobytes()
+    # the 100 pairs sit near the centre (ink >= 10 px from every border), ordinary images much less often
+    def centred(batch):
+        return ~(batch[:, :10].any(axis=(1, 2)) | batch[:, -10:].any(axis=(1, 2))
+                 | batch[:, :, :10].any(axis=(1, 2)) | batch[:, :, -10:].any(axis=(1, 2)))
+    assert centred(images).sum() - 0.75 * centred(plain.epoch(0)[0]).sum() >= 95
+    # and the pairs overlap beyond the ordinary 25%: ink boxes (20x20 at scale 1) share more than that often
+    pairs = compose(mnist.train_images, mnist.train_labels, 300, np.random.default_rng(1), **{**options, **OVERLAP_PAIRS})
+    lay = pairs.layout
+    ink = lay.sizes * 20 / 28
+    top, left = lay.rows + (lay.sizes - ink) / 2, lay.cols + (lay.sizes - ink) / 2
+    covered = (_shared(top[:, 0], top[:, 1], ink[:, 0], ink[:, 1]) * _shared(left[:, 0], left[:, 1], ink[:, 0], ink[:, 1])
+               / np.minimum(ink[:, 0], ink[:, 1]) ** 2)
+    assert (pairs.layout.sources >= 0).sum(axis=1).tolist() == [2] * 300
+    assert np.mean(covered > 0.25) > 0.5 and covered.max() > 0.8

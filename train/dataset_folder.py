@@ -182,7 +182,8 @@ def fresh_images(options, info, where):
     parameters = {k: v for k, v in info["parameters"].items() if k != "val_source_fraction"}
     parameters = resolve_options(**{**parameters, "digit_scale": options["digit_scale"]})
     digits, labels, pool = source_pools(mnist, info["seed"])["train"]
-    return EpochComposer(digits, labels, pool, info["splits"]["train"]["images"], parameters, options["seed"])
+    pairs = options.get("overlap_pairs", 0.0) if parameters["max_digits"] >= 2 else 0.0  # no pairs in a one-digit task
+    return EpochComposer(digits, labels, pool, info["splits"]["train"]["images"], parameters, options["seed"], pairs)
 
 
 def _check_splits(splits, where):

@@ -124,6 +124,11 @@ def print_report(meta):
               show_default=True,
               help="With fresh images: resize each digit by a factor log-uniform in [LOW, HIGH] (1 = MNIST's "
                    "size, ink ~20 px tall), so the model reads digits from LOW to HIGH times that size.")
+@click.option("--overlap-pairs", type=FiniteFloatRange(min=0, max=1), default=DEFAULTS["overlap_pairs"],
+              show_default=True, metavar="SHARE",
+              help="With fresh images: this share of every epoch is two digits overlapping freely near the centre "
+                   "(as crowded as a pair on a 40x40 canvas), so the model learns to read digits on top of each other; "
+                   "0 trains on the data set's own composition only. Ignored for data sets of single digits.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", multi_worker.STRATEGY]),
               default=DEFAULTS["strategy"], show_default=True,
               help="tf.distribute strategy: mirrored replicates the step over all GPUs (else all logical CPUs); "

@@ -253,6 +253,7 @@ def training_images(composer, fixed_count):
     if composer is None:
         return {"mode": "fixed", "images_per_epoch": fixed_count}
     return {"mode": "fresh", "images_per_epoch": composer.count, "digit_scale": list(composer.options["digit_scale"]),
+            "overlap_pairs": composer.pair_share,
             "key": "numpy default_rng([seed, epoch, worker]) over the data set's train digit pool"}
 
 
