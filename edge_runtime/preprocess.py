@@ -9,9 +9,9 @@ steps, measured with benchmarks/scale_robustness.py:
    fooled the old border rule), so dark ink is inverted; the paper goes to 0 and faint ink is
    stretched so strong strokes reach 255. A picture without ink (contrast below MIN_CONTRAST:
    blank pages, a 1x1 image) becomes all black, which the models read as no digits.
-2. Digit height: the median height of the 8-connected ink components (specks and stroke pieces
-   dropped), on a mask of at most MASK_SIDE px, numpy only. Stroke width guards against
-   overlapping digits that merge into one tall component.
+2. Digit height: the median longer side of the 8-connected ink components (specks and stroke
+   pieces dropped), on a mask of at most MASK_SIDE px, numpy only. Stroke width guards against
+   overlapping digits that merge into one large component.
 3. Fit: a picture that fits and whose digits are KEEP_MIN..KEEP_MAX px tall is pasted as
    it is (a 64x64 canvas at MNIST scale comes back unchanged); otherwise the inked part is cropped
    and resized (never stretched) so the digits are TARGET_HEIGHT px tall, or as large as still
@@ -86,24 +86,28 @@ def prepare(picture, size, invert="auto", heights=DIGIT_HEIGHTS):
     boxes = ink_components(light)
     if not len(boxes):
         return blank
-    prepared = _fit(light, boxes, digit_height(light, boxes), size, heights)
+    prepared = _fit(light, boxes, digit_height(boxes, stroke_height(light)), size, heights)
     return prepared._replace(warning=NOT_DIGITS + doubt + ")") if doubt else prepared
 
 
-def digit_height(light, boxes):
-    """The digits' ink height in picture pixels: the median height of the ink components.
+def digit_height(boxes, by_stroke):
+    """The digits' ink height in picture pixels: the median of the ink components' longer sides
+    (MNIST fits a digit's longer side, not always its height, to 20 px: a flat 2 is 20 wide).
 
-    Touching or overlapping digits merge into one taller component. Stroke width is the other
-    scale cue (MNIST's strokes are MNIST_STROKE px wide at TARGET_HEIGHT): components taller than
-    MERGED times what the strokes say count as merged digits, and the others (or, if none, the
-    strokes) give the height.
+    Touching or overlapping digits merge into one larger component. ``by_stroke`` (stroke_height)
+    is the other scale cue: components larger than MERGED times it count as merged digits, and the
+    others (or, if none, the strokes) give the height.
     """
-    tall = boxes[:, 2] - boxes[:, 0]
-    by_stroke = TARGET_HEIGHT * stroke_width(light >= INK) / MNIST_STROKE
+    tall = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     ordinary = tall[tall <= MERGED * by_stroke]
     if len(ordinary) == len(tall):
         return float(np.median(tall))
     return float(np.median(ordinary)) if len(ordinary) else by_stroke
+
+
+def stroke_height(light):
+    """The digit height the strokes suggest: MNIST's strokes are MNIST_STROKE px wide at TARGET_HEIGHT."""
+    return TARGET_HEIGHT * stroke_width(light >= INK) / MNIST_STROKE
 
 
 def stroke_width(mask):
