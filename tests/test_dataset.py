@@ -218,7 +218,7 @@ def test_digit_scale_resizes_cells_and_keeps_the_overlap_rule(mnist):
 
 
 def test_overlap_pairs_mix_crowded_pairs_into_each_epoch(mnist):
-    from train.dataset import OVERLAP_PAIRS, EpochComposer, _shared, resolve_options, source_pools
+    from train.dataset import OVERLAP_PAIRS, PAIR_CANVAS, EpochComposer, _shared, resolve_options, source_pools
 
     digits, labels, pool = source_pools(mnist, 0)["train"]
     options = resolve_options()
@@ -228,17 +228,23 @@ def test_overlap_pairs_mix_crowded_pairs_into_each_epoch(mnist):
     assert images.shape == (400, 64, 64) and multi_hot.shape == (400, 10)
     assert images.tobytes() == mixed.epoch(0)[0].tobytes()  # still keyed by (seed, epoch, worker)
     assert plain.epoch(0)[0].tobytes() == EpochComposer(digits, labels, pool, 400, options, seed=3).epoch(0)[0].tobytes()
-    # the 100 pairs sit near the centre (ink >= 10 px from every border), ordinary images much less often
-    def centred(batch):
-        return ~(batch[:, :10].any(axis=(1, 2)) | batch[:, -10:].any(axis=(1, 2))
-                 | batch[:, :, :10].any(axis=(1, 2)) | batch[:, :, -10:].any(axis=(1, 2)))
-    assert centred(images).sum() - 0.75 * centred(plain.epoch(0)[0]).sum() >= 95
+
+    pairs = mixed._pairs(300, np.random.default_rng(1))
+    rows, cols = pairs.images.max(axis=2) > 0, pairs.images.max(axis=1) > 0
+    top, left = rows.argmax(axis=1), cols.argmax(axis=1)
+    height = rows.shape[1] - rows[:, ::-1].argmax(axis=1) - top
+    width = cols.shape[1] - cols[:, ::-1].argmax(axis=1) - left
+    assert (height <= PAIR_CANVAS).all() and (width <= PAIR_CANVAS).all()  # each pair within one patch ...
+    assert top.min() < 6 and top.max() > 20 and left.min() < 6 and left.max() > 20  # ... the patch anywhere
+    assert (pairs.labels.sum(axis=1) >= 1).all() and (pairs.labels.sum(axis=1) <= 2).all()
+
     # and the pairs overlap beyond the ordinary 25%: ink boxes (20x20 at scale 1) share more than that often
-    pairs = compose(mnist.train_images, mnist.train_labels, 300, np.random.default_rng(1), **{**options, **OVERLAP_PAIRS})
-    lay = pairs.layout
+    patches = compose(mnist.train_images, mnist.train_labels, 300, np.random.default_rng(1),
+                      **{**options, **OVERLAP_PAIRS, "canvas": PAIR_CANVAS})
+    lay = patches.layout
     ink = lay.sizes * 20 / 28
     top, left = lay.rows + (lay.sizes - ink) / 2, lay.cols + (lay.sizes - ink) / 2
     covered = (_shared(top[:, 0], top[:, 1], ink[:, 0], ink[:, 1]) * _shared(left[:, 0], left[:, 1], ink[:, 0], ink[:, 1])
                / np.minimum(ink[:, 0], ink[:, 1]) ** 2)
-    assert (pairs.layout.sources >= 0).sum(axis=1).tolist() == [2] * 300
+    assert (lay.sources >= 0).sum(axis=1).tolist() == [2] * 300
     assert np.mean(covered > 0.25) > 0.5 and covered.max() > 0.8
