@@ -106,7 +106,7 @@ def test_every_epoch_has_its_own_seeded_order():
 
 
 # The edge-cnn run is also the uninterrupted reference for the resume test, hence its 3 epochs.
-EDGE_ARGS = ["--arch", "edge-cnn", "--epochs", "3", "--batch-size", "64", "--patience", "10"]
+EDGE_ARGS = ["--arch", "edge-cnn", "--epochs", "3", "--batch-size", "64", "--patience", "10", "--overlap-pairs", "0.2"]
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +185,7 @@ def test_resume_after_sigkill_continues_from_the_last_checkpoint(data_dir, edge_
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["epochs_run"] == 3
     assert meta["training_images"]["mode"] == "fresh"  # every epoch composed anew, keyed by (seed, epoch)
+    assert meta["training_images"]["overlap_pairs"] == 0.2  # overlapping pairs included, from the same key
     assert meta["digit_heights"] == [12.0, 24.0]  # digits at 0.6-1.2x MNIST's 20 px: what `infer` supports
     assert run("--out", out, "--resume").output.strip().endswith("nothing to resume")
 
