@@ -291,7 +291,7 @@ class EpochComposer(NamedTuple):
 
     A model that sees new compositions every epoch cannot memorise them (a fixed 60k set is fit to
     F1 0.999 while val stalls), and the key makes a resumed or sharded run see exactly the images an
-    uninterrupted one would. Composing 60k images takes ~1-2 s, next to ~70 s of training.
+    uninterrupted one would. Composing 60k images takes ~1-2 s, next to ~62 s of training.
     """
     digits: np.ndarray   # MNIST training digits
     labels: np.ndarray   # their classes
