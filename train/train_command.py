@@ -126,8 +126,8 @@ def print_report(meta):
                    "size, ink ~20 px tall), so the model reads digits from LOW to HIGH times that size.")
 @click.option("--overlap-pairs", type=FiniteFloatRange(min=0, max=1), default=DEFAULTS["overlap_pairs"],
               show_default=True, metavar="SHARE",
-              help="With fresh images: this share of every epoch is two digits overlapping freely near the centre "
-                   "(a 40x40 patch anywhere on the canvas), so the model learns to read digits on top of each other "
+              help="With fresh images: this share of every epoch is two digits overlapping freely within a 40x40 patch "
+                   "placed anywhere on the canvas, so the model learns to read digits on top of each other "
                    "(0.2: 40x40 pairs 0.68 -> 0.80 exact, at ~0.0015 macro-F1 and ~2 points on bare digits at MNIST "
                    "scale). 0 trains on the data set's own composition only. Ignored for data sets of single digits.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", multi_worker.STRATEGY]),
