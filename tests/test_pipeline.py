@@ -48,6 +48,14 @@ def test_rerun_skips_finished_stages(quick_run):
     assert result.output.count("done already, skipped") == 4
 
 
+def test_scale_and_pair_options_reach_the_training_stage(quick_run):
+    out, _ = quick_run
+    for option, value in (("--overlap-pairs", "0.3"), ("--digit-scale", "1,1")):
+        result = CliRunner().invoke(main, ["pipeline", "--out", str(out), "--quick", option, value])
+        assert result.exit_code == 1 and "--redo train" in result.output, result.output
+        assert option[2:].replace("-", "_") in result.output
+
+
 def test_changed_option_is_refused_not_mixed(quick_run):
     out, _ = quick_run
     result = CliRunner().invoke(main, ["pipeline", "--out", str(out), "--quick", "--epochs", "5"])

@@ -42,7 +42,7 @@ DATA_OPTIONS = ("n_train", "n_val", "n_test", "canvas", "min_digits", "max_digit
 # The data stage is fingerprinted by what it used: MNIST's digest (MNIST_KEY), not the spelling of its path.
 FINGERPRINTED_DATA_OPTIONS = tuple(name for name in DATA_OPTIONS if name != "mnist_path")
 MNIST_KEY = "mnist_sha256"  # as dataset.json records it
-TRAIN_OPTIONS = ("arch", "epochs", "batch_size", "lr", "pos_weight", "patience")
+TRAIN_OPTIONS = ("arch", "epochs", "batch_size", "lr", "pos_weight", "patience", "digit_scale", "overlap_pairs")
 SHIP_MIN_MACRO_F1 = 0.98  # --ship: each model's test macro-F1 must reach this (the shipped models' bar)
 # --quick: a smoke run of the whole chain on a small subset (~3 minutes on 2 cores); an explicit option still wins.
 QUICK = dict(n_train=20000, n_val=1000, n_test=1000, epochs=3, runs=50, warmup=10, threads=(1,), batches=(1, 32))
