@@ -1,7 +1,9 @@
 """Shared fixtures: the real MNIST copy CI points us at, and what TensorFlow-free venvs skip."""
 import importlib.util
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,17 @@ def mnist_dir():
     except MnistEdgeError as e:
         pytest.fail(e.message)
     return KERAS_CACHE.expanduser()
+
+
+def kill_when(proc, folder, pattern, what, timeout=300):
+    """SIGKILL ``proc`` the moment ``folder`` holds a file matching ``pattern`` (``what``, in words):
+    a crash at exactly that point of its work."""
+    deadline = time.monotonic() + timeout
+    try:
+        while not list(folder.glob(pattern)):
+            assert proc.poll() is None, f"the command finished before it could be killed ({what} never seen)"
+            assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO, edge_venv_runtime, needs_tf
+from conftest import REPO, edge_venv_runtime, kill_when, needs_tf
 from edge_runtime.dataset_file import load_labelled_npz
 from edge_runtime.metadata import read_metadata
 
@@ -366,9 +366,6 @@ def test_empty_calibration_or_validation_set_is_refused(run_dir, tmp_path):
 @needs_tf
 def test_convert_killed_mid_set_leaves_the_previous_pair(tmp_path, run_dir):
     """SIGKILL once the new float32 file is staged: the previous pair stays whole, no mixed set."""
-    import signal
-    import time
-
     from edge_runtime.files import TEMP_TAG
 
     out = tmp_path / "models"
@@ -378,15 +375,7 @@ def test_convert_killed_mid_set_leaves_the_previous_pair(tmp_path, run_dir):
     proc = subprocess.Popen([sys.executable, "-c", "from train.cli import main; main()", "convert", str(run_dir),
                              "--out", str(out)], env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    try:
-        while not list(out.glob(f"*{TEMP_TAG}*/model_float32.tflite")):
-            assert proc.poll() is None, "convert finished before it could be killed"
-            assert time.monotonic() < deadline, "no staged float32 file within 300 s"
-            time.sleep(0.005)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
+    kill_when(proc, out, f"*{TEMP_TAG}*/model_float32.tflite", "staged float32 file")
     for fmt in ("float32", "int8"):
         assert (out / f"model_{fmt}.tflite").read_bytes() == f"the previous {fmt} file".encode()
     assert cli(run_dir, "--out", out).exit_code == 0  # the next run cleans up and publishes a whole pair

@@ -7,7 +7,6 @@ process on a locked folder, and options that must be refused before any work sta
 import errno
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO, needs_tf
+from conftest import REPO, kill_when, needs_tf
 from edge_runtime import file_set
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.file_set import PUBLISHING, sha256_file
@@ -70,15 +69,7 @@ def test_data_killed_while_composing_leaves_the_old_set(old_set, mnist_dir):
     proc = subprocess.Popen(command("data", old_set, "--train", 30000, "--val", 2000, "--test", 2000,
                                     "--seed", 5, "--mnist", mnist_dir),
                             env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    try:
-        while not list(old_set.glob(f".stage{TEMP_TAG}*/train.npz")):  # the first new file is complete
-            assert proc.poll() is None, "data finished before it could be killed"
-            assert time.monotonic() < deadline, "no staged train.npz within 300 s"
-            time.sleep(0.005)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
+    kill_when(proc, old_set, f".stage{TEMP_TAG}*/train.npz", "staged train.npz")  # the first new file is complete
     assert hashes(old_set) == before  # the old set, whole
     splits, info = load_data(old_set)
     assert len(splits["train"][0]) == SIZES["train"] and info["seed"] == 0
