@@ -183,14 +183,15 @@ def test_ink_box_is_the_centre_of_the_cell(mnist):
 
 
 def test_import_does_not_load_tensorflow():
-    code = ("import sys, train.dataset, train.dataset_folder, train.data_command, train.mnist; "
+    code = ("import sys, train.dataset, train.dataset_folder, train.data_command, train.epoch_images, train.mnist; "
             "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_fresh_epochs_differ_and_repeat_by_key(mnist):
-    from train.dataset import EpochComposer, resolve_options, source_pools
+    from train.dataset import resolve_options, source_pools
+    from train.epoch_images import EpochComposer
 
     digits, labels, pool = source_pools(mnist, 0)["train"]
     composer = EpochComposer(digits, labels, pool, 200, resolve_options(digit_scale=(0.6, 1.2)), seed=3)
@@ -218,7 +219,8 @@ def test_digit_scale_resizes_cells_and_keeps_the_overlap_rule(mnist):
 
 
 def test_overlap_pairs_mix_crowded_pairs_into_each_epoch(mnist):
-    from train.dataset import OVERLAP_PAIRS, PAIR_CANVAS, EpochComposer, _shared, resolve_options, source_pools
+    from train.dataset import _shared, resolve_options, source_pools
+    from train.epoch_images import OVERLAP_PAIRS, PAIR_CANVAS, EpochComposer
 
     digits, labels, pool = source_pools(mnist, 0)["train"]
     options = resolve_options()
@@ -229,14 +231,14 @@ def test_overlap_pairs_mix_crowded_pairs_into_each_epoch(mnist):
     assert images.tobytes() == mixed.epoch(0)[0].tobytes()  # still keyed by (seed, epoch, worker)
     assert plain.epoch(0)[0].tobytes() == EpochComposer(digits, labels, pool, 400, options, seed=3).epoch(0)[0].tobytes()
 
-    pairs = mixed._pairs(300, np.random.default_rng(1))
-    rows, cols = pairs.images.max(axis=2) > 0, pairs.images.max(axis=1) > 0
+    pair_images, pair_labels = mixed._pairs(300, np.random.default_rng(1))
+    rows, cols = pair_images.max(axis=2) > 0, pair_images.max(axis=1) > 0
     top, left = rows.argmax(axis=1), cols.argmax(axis=1)
     height = rows.shape[1] - rows[:, ::-1].argmax(axis=1) - top
     width = cols.shape[1] - cols[:, ::-1].argmax(axis=1) - left
     assert (height <= PAIR_CANVAS).all() and (width <= PAIR_CANVAS).all()  # each pair within one patch ...
     assert top.min() < 6 and top.max() > 20 and left.min() < 6 and left.max() > 20  # ... the patch anywhere
-    assert (pairs.labels.sum(axis=1) >= 1).all() and (pairs.labels.sum(axis=1) <= 2).all()
+    assert (pair_labels.sum(axis=1) >= 1).all() and (pair_labels.sum(axis=1) <= 2).all()
 
     # and the pairs overlap beyond the ordinary 25%: ink boxes (20x20 at scale 1) share more than that often
     patches = compose(mnist.train_images, mnist.train_labels, 300, np.random.default_rng(1),

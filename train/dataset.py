@@ -3,7 +3,8 @@
 numpy only (no TensorFlow), so a device can rebuild the exact test set. Everything is vectorised
 over images (loops run over the few digit slots, never over images), so 60,000 images take about a
 second, and every random choice comes from one seed. The folder ``mnist-edge data`` writes from it is
-train/dataset_folder.py; the command, train/data_command.py.
+train/dataset_folder.py; the command, train/data_command.py; training's fresh images per epoch,
+train/epoch_images.py.
 """
 import hashlib
 import math
@@ -36,12 +37,6 @@ PRESETS = {
     "multimnist": dict(canvas=36, min_digits=2, max_digits=2, empty_fraction=0.0, max_overlap=1.0,
                        distinct_classes=True, max_shift=4),
 }
-# Overlapping pairs mixed into fresh training epochs (EpochComposer.pair_share): two digits free to
-# overlap on a PAIR_CANVAS-sided patch (as crowded as two digits on a 40x40 picture; MultiMNIST's
-# 36x36 included), the patch pasted anywhere on the canvas. The ordinary <=25%-overlap compositions
-# never show a model such pairs; pairs always at the centre taught it that a lone centred digit is two.
-PAIR_CANVAS = 40
-OVERLAP_PAIRS = dict(min_digits=2, max_digits=2, empty_fraction=0.0, max_overlap=1.0, max_shift=None)
 SPLIT_SIZES = {"train": 60000, "val": 5000, "test": 10000}  # images per split
 VAL_SOURCE_FRACTION = 0.1  # share of MNIST's training digits reserved for val (train never uses them)
 MIN_SCALE, MAX_SCALE = 0.25, 4.0  # digit_scale limits: 7 to 112 px cells
@@ -284,47 +279,6 @@ def compose_splits(mnist, sizes=None, seed=0, preset=None, **options):
     streams = np.random.SeedSequence(seed).spawn(1 + len(SPLIT_SIZES))[1:]
     for (name, (digits, labels, pool)), stream in zip(source_pools(mnist, seed).items(), streams):
         yield name, compose(digits, labels, sizes[name], np.random.default_rng(stream), pool=pool, **options)
-
-
-class EpochComposer(NamedTuple):
-    """Composes each training epoch's images afresh from the train pool, keyed by (seed, epoch, worker).
-
-    A model that sees new compositions every epoch cannot memorise them (a fixed 60k set is fit to
-    F1 0.999 while val stalls), and the key makes a resumed or sharded run see exactly the images an
-    uninterrupted one would. Composing 60k images takes ~1-2 s, next to ~62 s of training.
-    """
-    digits: np.ndarray   # MNIST training digits
-    labels: np.ndarray   # their classes
-    pool: np.ndarray     # indices the train split may use (val's digits are never among them)
-    count: int           # images per epoch
-    options: dict        # composition options (resolve_options), digit_scale included
-    seed: int            # the training seed
-    pair_share: float = 0.0  # share of each epoch composed with OVERLAP_PAIRS instead, shuffled in
-
-    def epoch(self, epoch, worker=0, workers=1):
-        """Images and labels of ``epoch``: this worker's share of ``count`` when sharded."""
-        share = self.count // workers + (worker < self.count % workers)
-        rng = np.random.default_rng([self.seed, epoch, worker])
-        pairs = round(self.pair_share * share)
-        split = compose(self.digits, self.labels, share - pairs, rng, pool=self.pool, **self.options)
-        if not pairs:
-            return split.images, split.labels
-        crowded = self._pairs(pairs, rng)
-        order = rng.permutation(share)
-        return (np.concatenate([split.images, crowded.images])[order],
-                np.concatenate([split.labels, crowded.labels])[order])
-
-    def _pairs(self, count, rng):
-        """``count`` overlapping pairs composed on a patch, each patch pasted at a random place on the canvas."""
-        canvas = self.options["canvas"]
-        side = min(canvas, max(PAIR_CANVAS, cell_size(self.options["digit_scale"][1])))
-        patches = compose(self.digits, self.labels, count, rng, pool=self.pool,
-                          **{**self.options, **OVERLAP_PAIRS, "canvas": side})
-        images = np.zeros((count, canvas, canvas), np.uint8)
-        rows, cols = rng.integers(0, canvas - side + 1, size=(2, count))
-        windows = np.lib.stride_tricks.sliding_window_view(images, (side, side), axis=(1, 2), writeable=True)
-        windows[np.arange(count), rows, cols] = patches.images
-        return patches._replace(images=images)
 
 
 def source_pools(mnist, seed):

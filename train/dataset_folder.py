@@ -18,9 +18,10 @@ from edge_runtime.file_set import MANIFEST, MANIFEST_KEY, check_complete, sha256
 from edge_runtime.files import atomic_path, write_text_atomic
 from edge_runtime.model_contract import NUM_CLASSES
 from edge_runtime.output_folder import claim_output
-from train.dataset import (SPLIT_SIZES, VAL_SOURCE_FRACTION, EpochComposer, compose_splits, digit_sources,
+from train.dataset import (SPLIT_SIZES, VAL_SOURCE_FRACTION, compose_splits, digit_sources,
                            mnist_digest, resolve_options, source_pools)
 from train.difficulty import difficulty
+from train.epoch_images import EpochComposer
 from train.mnist import load_mnist
 
 SPLITS = ("train", "val", "test")

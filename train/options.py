@@ -18,7 +18,7 @@ DEFAULTS = dict(
     deterministic=True,    # TensorFlow op determinism: same seed, same machine -> same weights
     compose="auto",        # fresh: new training images every epoch from the train digit pool; fixed: train.npz
     digit_scale=(0.6, 1.2),  # fresh images: digits resized by a log-uniform factor in this range (1 = MNIST's size)
-    overlap_pairs=0.0,     # fresh images: share of each epoch that is two freely overlapping digits (train/dataset.py);
+    overlap_pairs=0.0,     # fresh images: share of each epoch that is two freely overlapping digits (train/epoch_images.py);
                            # 0.2 reads crowded pairs far better but costs at MNIST scale (README, Benchmark)
 )
 COMPOSE_MODES = ("auto", "fresh", "fixed")  # --compose

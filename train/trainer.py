@@ -52,7 +52,7 @@ EVAL_BATCH = 256        # images per prediction step (no gradients, so larger th
 def train(run_dir, options, splits, dataset_info, composer=None, state=None, log=print):
     """Train (or resume) a run and write RUN_DIR; returns the metadata dict it wrote.
 
-    ``composer`` (train.dataset.EpochComposer) composes fresh training images every epoch; without
+    ``composer`` (train.epoch_images.EpochComposer) composes fresh training images every epoch; without
     it the epochs shuffle the fixed training split. Under multi-worker only the chief writes RUN_DIR
     and returns the metadata; the other workers return None.
     """
