@@ -26,7 +26,7 @@ from PIL import Image
 
 from .errors import MnistEdgeError
 
-DIGIT_HEIGHTS = (12, 24)  # supported digit ink heights in model pixels (MNIST's own: 20)
+DIGIT_HEIGHTS = (14, 24)  # supported digit ink heights in model pixels (MNIST's own: 20): train's --digit-scale
 TARGET_HEIGHT = 20        # digits are resized to this ink height, MNIST's
 KEEP_MIN = 16             # in a picture that fits, digits from KEEP_MIN to KEEP_MAX px are not resampled:
 KEEP_MAX = 28             # estimates of MNIST-scale digits vary that much (wide digits; taller ones are

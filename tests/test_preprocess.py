@@ -156,7 +156,7 @@ def test_digits_too_small_after_fitting_warn_in_one_line(models, digits, tmp_pat
     Image.fromarray(_corners(digits)).save(path)
     Image.fromarray(255 - digits[2]).save(tmp_path / "fine.png")
     with pytest.warns(PictureWarning, match=r"corners.png: digits look ~[\d.]+ px tall after fitting to 64x64; "
-                                            r"supported 12-24 px: crop the picture or enlarge the digits"):
+                                            r"supported 14-24 px: crop the picture or enlarge the digits"):
         load_images([path], SIZE)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # users silence it by category; nothing else is raised

@@ -186,7 +186,7 @@ def test_resume_after_sigkill_continues_from_the_last_checkpoint(data_dir, edge_
     assert meta["epochs_run"] == 3
     assert meta["training_images"]["mode"] == "fresh"  # every epoch composed anew, keyed by (seed, epoch)
     assert meta["training_images"]["overlap_pairs"] == 0.2  # overlapping pairs included, from the same key
-    assert meta["digit_heights"] == [12.0, 24.0]  # digits at 0.6-1.2x MNIST's 20 px: what `infer` supports
+    assert meta["digit_heights"] == [14.0, 24.0]  # digits at 0.7-1.2x MNIST's 20 px: what `infer` supports
     assert run("--out", out, "--resume").output.strip().endswith("nothing to resume")
 
 
