@@ -90,9 +90,9 @@ def test_models_end_in_sigmoid_and_count_macs():
     # seed-cnn at 64x64: conv 62x62x32x9, conv 29x29x64x9x32, dense 14*14*64 x 128, dense 128 x 10
     assert macs["seed-cnn"] == 62 * 62 * 32 * 9 + 29 * 29 * 64 * 9 * 32 + 14 * 14 * 64 * 128 + 128 * 10
     assert macs["mlp"] == 64 * 64 * 128 + 128 * 10
-    # The sixth block (scale-robust model) costs 1.19x the five-block design: still 2.5x under seed-cnn;
+    # Six blocks with 160 channels at 8x8 cost 1.5x 0.1's five blocks of 128: still 2x under seed-cnn;
     # latency, the real target, is in train/compare_archs.py and bench.
-    assert macs["seed-cnn"] >= 2.5 * macs["edge-cnn"]
+    assert macs["seed-cnn"] >= 2 * macs["edge-cnn"]
     model = build_model("edge-cnn", (36, 36, 1))  # any canvas size works
     assert model.output.shape[1:] == (10,) and model.layers[-1].get_config()["activation"] == "sigmoid"
 
