@@ -6,18 +6,17 @@ public way back, and the other test modules share this process. Runs in subproce
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO, needs_tf
+from conftest import REPO, kill_when, needs_tf
 from edge_runtime.dataset_file import save_labelled_npz
 from edge_runtime.metrics import evaluate
+from edge_runtime.preprocess import DIGIT_HEIGHTS
 from train import dataset, dataset_folder
 from train.cli import main
 from train.options import ARCHS
@@ -163,13 +162,7 @@ def test_resume_after_sigkill_continues_from_the_last_checkpoint(data_dir, edge_
                "--out", str(out), *EDGE_ARGS]
     proc = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = out / "checkpoint" / "state.json"
-    try:
-        while not state.exists():
-            assert proc.poll() is None, "training ended before its first checkpoint"
-            time.sleep(0.01)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_when(proc, state.parent, state.name, "first checkpoint")
     done = json.loads(state.read_text())["epochs_done"]
     assert 1 <= done < 3  # killed while a later epoch was running
 
@@ -186,7 +179,7 @@ def test_resume_after_sigkill_continues_from_the_last_checkpoint(data_dir, edge_
     assert meta["epochs_run"] == 3
     assert meta["training_images"]["mode"] == "fresh"  # every epoch composed anew, keyed by (seed, epoch)
     assert meta["training_images"]["overlap_pairs"] == 0.2  # overlapping pairs included, from the same key
-    assert meta["digit_heights"] == [14.0, 24.0]  # digits at 0.7-1.2x MNIST's 20 px: what `infer` supports
+    assert meta["digit_heights"] == [14.0, 24.0] == list(DIGIT_HEIGHTS)  # 0.7-1.2x MNIST's 20 px: `infer`'s fallback
     assert run("--out", out, "--resume").output.strip().endswith("nothing to resume")
 
 
