@@ -103,7 +103,7 @@ def _train_and_convert(mnist_dir):
 def find_models():
     """{name: path} of prebuilt models for venvs without TensorFlow ({} when there are none)."""
     folder = os.environ.get("MNIST_EDGE_TEST_MODELS")
-    folder = Path(folder) if folder else SHIPPED
+    folder = Path(folder).resolve() if folder else SHIPPED  # absolute: some tests run commands from tmp folders
     return {name: folder / f"model_{name}.tflite" for name in GOOD + BAD + (META,)
             if (folder / f"model_{name}.tflite").is_file()}
 
