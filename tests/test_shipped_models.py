@@ -30,26 +30,26 @@ def results(fresh_test_set):
     for fmt in ("float32", "int8"):
         path = default_model_path(fmt)
         if not path.exists():
-            pytest.fail(f"{path} missing: regenerate with `mnist-edge pipeline --out runs/default --ship`")
+            pytest.fail(f"{path} missing: regenerate with `mnist-edge pipeline --out runs/long --epochs 48 --patience 12 --ship`")
         clf = Classifier(path, num_threads=1)
         out[fmt] = evaluate(labels, clf.scores(images), clf.thresholds)
     return out
 
 
-# Measured on five fresh 10,000-image sets: float 0.9882-0.9912, int8 within 0.0005 of it, weakest
-# digit (7) int8 0.981-0.986; the bounds leave room for another seed's spread (~0.003 per digit).
+# Measured on six 10,000-image test sets: float 0.9895-0.9912 (0.9906 on this one), int8 within 0.0005
+# of it, weakest digits 7 and 9 int8 0.982-0.988; the bounds leave room for another seed's spread (~0.003 per digit).
 def test_float_model_reaches_target(results):
-    assert results["float32"]["macro_f1"] >= 0.987, results["float32"]["per_digit"]["f1"]
+    assert results["float32"]["macro_f1"] >= 0.988, results["float32"]["per_digit"]["f1"]
 
 
 def test_int8_stays_close_to_float(results):
     assert results["int8"]["macro_f1"] >= results["float32"]["macro_f1"] - 0.003
-    assert min(results["int8"]["per_digit"]["f1"]) >= 0.977, results["int8"]["per_digit"]["f1"]
+    assert min(results["int8"]["per_digit"]["f1"]) >= 0.979, results["int8"]["per_digit"]["f1"]
 
 
 @pytest.mark.parametrize("canvas, max_digits, overlap, at_least", [
-    (28, 1, 0.25, 0.97),   # one bare MNIST digit (measured 0.982 on these 600, 0.988 on 1,000 others)
-    (96, 4, 0.25, 0.94),   # a larger canvas at MNIST scale, fitted down to 0.67x (measured 0.957, 0.971)
+    (28, 1, 0.25, 0.97),   # one bare MNIST digit (measured 0.985 on these 600, 0.992 on 1,000 others)
+    (96, 4, 0.25, 0.94),   # a larger canvas at MNIST scale, fitted down to 0.67x (measured 0.957, 0.979)
 ])
 def test_digits_at_other_canvas_sizes_through_prepare(mnist_dir, canvas, max_digits, overlap, at_least):
     """Pictures of other sizes go through edge_runtime.prepare (as `infer` does) before the shipped int8 model."""
