@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 import pytest
 
-from edge_runtime.metrics import average_precision, binarize, evaluate, tune_thresholds
+from edge_runtime.metrics import F1_TOLERANCE, average_precision, binarize, evaluate, tune_thresholds
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +92,24 @@ def test_tuned_thresholds_reach_the_best_f1_any_cut_gives(sk):
     y = (rng.random((200, 10)) < 0.3).astype(np.uint8)
     scores = np.clip(y * 0.3 + rng.random((200, 10)) * 0.7, 0, 1)
     scores = np.round(scores * 256) / 256  # ties
-    tuned = evaluate(y, scores, tune_thresholds(y, scores))["per_digit"]["f1"]
+    exact = evaluate(y, scores, tune_thresholds(y, scores, tolerance=0))["per_digit"]["f1"]
+    near = evaluate(y, scores, tune_thresholds(y, scores))["per_digit"]["f1"]
     for c in range(10):
         best = max(sk.f1_score(y[:, c], scores[:, c] >= cut, zero_division=0) for cut in np.unique(scores[:, c]))
-        assert tuned[c] == pytest.approx(best, abs=1e-12)
+        assert exact[c] == pytest.approx(best, abs=1e-12)
+        assert best - F1_TOLERANCE - 1e-12 <= near[c] <= best + 1e-12
+
+
+def test_tuned_threshold_is_the_middle_of_a_flat_f1_plateau():
+    # Digit 0: 100 positives scored 0.6-0.99, 100 negatives 0.01-0.4, and one negative at 0.5.
+    # The best cut (F1 1) is between 0.6 and 0.5. Within 0.01 of it: the cuts after the 99th positive
+    # (F1 0.9950), after 0.6 (1), after 0.5 (0.9950) and after 0.4 (0.9901); the middle one is after 0.5.
+    y = np.zeros((201, 10), np.uint8)
+    y[:100, 0] = 1
+    scores = np.full((201, 10), 0.1)
+    scores[:, 0] = np.r_[np.linspace(0.99, 0.6, 100), np.linspace(0.4, 0.01, 100), 0.5]
+    assert tune_thresholds(y, scores, tolerance=0)[0] == pytest.approx(0.55)
+    assert tune_thresholds(y, scores, tolerance=0.01)[0] == pytest.approx(0.45)
 
 
 def test_top2_pair_accuracy_only_for_two_digit_sets():
