@@ -47,7 +47,9 @@ def resample_counts(n_images, resamples, rng):
         rows = min(BLOCK, resamples - start)
         draws = rng.integers(0, n_images, size=(rows, n_images))
         draws += np.arange(rows)[:, None] * n_images  # row r's images land in bins r*N .. r*N+N-1
-        yield np.bincount(draws.ravel(), minlength=rows * n_images).reshape(rows, n_images).astype(np.float32)
+        # bincount takes intp: int32 on 32-bit ARM (Pi OS armhf), where int64 draws are refused
+        yield np.bincount(draws.ravel().astype(np.intp, copy=False), minlength=rows * n_images
+                          ).reshape(rows, n_images).astype(np.float32)
 
 
 def bootstrap_delta_f1(truth, pred_base, pred_other, resamples=BOOTSTRAP["resamples"],
