@@ -30,14 +30,15 @@ def results(fresh_test_set):
     for fmt in ("float32", "int8"):
         path = default_model_path(fmt)
         if not path.exists():
-            pytest.fail(f"{path} missing: regenerate with `mnist-edge pipeline --out runs/long --epochs 48 --patience 12 --ship`")
+            pytest.fail(f"{path} missing: regenerate it with the `pipeline --ship` command in README")
         clf = Classifier(path, num_threads=1)
         out[fmt] = evaluate(labels, clf.scores(images), clf.thresholds)
     return out
 
 
-# Measured on six 10,000-image test sets: float 0.9895-0.9912 (0.9906 on this one), int8 within 0.0005
-# of it, weakest digits 7 and 9 int8 0.9835-0.9886 (0.9860 here); the bounds leave room for another seed's spread (~0.003 per digit).
+# Measured on six 10,000-image test sets: float 0.9895-0.9912 (0.9906 on this one), int8 within
+# 0.0005 of it, weakest digits 7 and 9 int8 0.9835-0.9886 (0.9860 here); the bounds leave room for
+# another seed's spread (~0.003 per digit).
 def test_float_model_reaches_target(results):
     assert results["float32"]["macro_f1"] >= 0.988, results["float32"]["per_digit"]["f1"]
 
