@@ -8,6 +8,7 @@ input quantization exact (q = pixel - 128).
 import numpy as np
 
 NUM_CLASSES = 10
+MNIST_INK = 20  # px: MNIST size-normalises each digit into a 20x20 box; digit scale 1 means this ink height
 PREPROCESSING = {"scale": 1 / 255, "polarity": "light-on-dark"}
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from edge_runtime.errors import MnistEdgeError
-from train.dataset import DIGIT, INK, capacity, compose, compose_splits, resolve_options
+from edge_runtime.model_contract import MNIST_INK
+from train.dataset import DIGIT, capacity, compose, compose_splits, resolve_options
 from train.dataset_folder import label_text
 from train.mnist import load_mnist
 
@@ -35,9 +36,9 @@ def overlaps(layout):
     for a in range(slots):
         for b in range(a + 1, slots):
             both = (layout.sources[:, a] >= 0) & (layout.sources[:, b] >= 0)
-            shared = (np.clip(INK - abs(layout.rows[:, a] - layout.rows[:, b]), 0, None)
-                      * np.clip(INK - abs(layout.cols[:, a] - layout.cols[:, b]), 0, None))
-            worst = np.maximum(worst, np.where(both, shared / INK**2, 0))
+            shared = (np.clip(MNIST_INK - abs(layout.rows[:, a] - layout.rows[:, b]), 0, None)
+                      * np.clip(MNIST_INK - abs(layout.cols[:, a] - layout.cols[:, b]), 0, None))
+            worst = np.maximum(worst, np.where(both, shared / MNIST_INK**2, 0))
     return worst
 
 
@@ -177,8 +178,8 @@ def test_label_text():
 def test_ink_box_is_the_centre_of_the_cell(mnist):
     """The overlap rule's box really holds MNIST's ink (why 20x20 and a margin of 4)."""
     ink = mnist.train_images[:2000].astype(np.float64)
-    margin = (DIGIT - INK) // 2
-    inside = ink[:, margin:margin + INK, margin:margin + INK].sum()
+    margin = (DIGIT - MNIST_INK) // 2
+    inside = ink[:, margin:margin + MNIST_INK, margin:margin + MNIST_INK].sum()
     assert inside / ink.sum() > 0.95  # 96.8%: centring by mass shifts a little ink outside
 
 

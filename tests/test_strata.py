@@ -4,9 +4,10 @@ import pytest
 
 from benchmarks import strata
 from edge_runtime.dataset_file import DIFFICULTY, load_difficulty, load_labelled_npz, save_labelled_npz
+from edge_runtime.model_contract import MNIST_INK
 from train import dataset, dataset_folder
 from train.difficulty import difficulty, max_overlap
-from train.dataset import DIGIT, INK
+from train.dataset import DIGIT
 from train.mnist import load_mnist
 
 NUM_IMAGES = 2000
@@ -26,10 +27,10 @@ def _raster_overlap(layout, i):
         if r < 0:
             continue
         mask = np.zeros((200, 200), bool)
-        m = (DIGIT - INK) // 2
-        mask[r + m:r + m + INK, c + m:c + m + INK] = True
+        m = (DIGIT - MNIST_INK) // 2
+        mask[r + m:r + m + MNIST_INK, c + m:c + m + MNIST_INK] = True
         masks.append(mask)
-    pairs = [(a & b).sum() / INK**2 for k, a in enumerate(masks) for b in masks[k + 1:]]
+    pairs = [(a & b).sum() / MNIST_INK**2 for k, a in enumerate(masks) for b in masks[k + 1:]]
     return max(pairs, default=0.0)
 
 

@@ -14,10 +14,9 @@ import click
 import numpy as np
 
 from edge_runtime.errors import MnistEdgeError
-from edge_runtime.model_contract import NUM_CLASSES
+from edge_runtime.model_contract import MNIST_INK, NUM_CLASSES
 
-DIGIT = 28  # an MNIST cell is 28x28 ...
-INK = 20    # ... with the digit size-normalised into its central 20x20 box
+DIGIT = 28  # an MNIST cell is 28x28, the digit in its central MNIST_INK x MNIST_INK box
 
 # How images are composed (also the `data` command's defaults).
 DEFAULTS = dict(
@@ -110,7 +109,7 @@ def capacity(canvas, max_overlap, max_shift=None):
     if max_overlap >= 1:
         return math.inf
     span = _span(canvas, max_shift, np.array(DIGIT))[1]
-    step = math.ceil(INK * (1 - max_overlap) - 1e-9)
+    step = math.ceil(MNIST_INK * (1 - max_overlap) - 1e-9)
     return int(span // step + 1) ** 2
 
 
@@ -228,7 +227,7 @@ def _place(rng, counts, sizes, span, max_overlap):
     slots = sizes.shape[1]
     rows = np.full((len(counts), slots), -1, dtype=np.int64)
     cols = rows.copy()
-    ink = sizes * (INK / DIGIT)          # ink box side
+    ink = sizes * (MNIST_INK / DIGIT)    # ink box side
     start = (sizes - ink) / 2            # ink box offset inside the cell
     lo, width = span
     pending = np.flatnonzero(counts > 0)

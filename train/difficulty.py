@@ -9,7 +9,9 @@ against the smaller of the two boxes. Written into each split's .npz beside imag
 """
 import numpy as np
 
-from .dataset import DIGIT, INK
+from edge_runtime.model_contract import MNIST_INK
+
+from .dataset import DIGIT
 
 
 def max_overlap(rows, cols, active, cell=DIGIT):
@@ -22,8 +24,8 @@ def max_overlap(rows, cols, active, cell=DIGIT):
     """
     rows, cols = np.asarray(rows, dtype=np.float64), np.asarray(cols, dtype=np.float64)
     active = np.asarray(active, dtype=bool)
-    side = np.broadcast_to(np.asarray(cell, dtype=np.float64), rows.shape) * (INK / DIGIT)
-    margin = np.broadcast_to(np.asarray(cell, dtype=np.float64), rows.shape) * ((DIGIT - INK) / 2 / DIGIT)
+    side = np.broadcast_to(np.asarray(cell, dtype=np.float64), rows.shape) * (MNIST_INK / DIGIT)
+    margin = np.broadcast_to(np.asarray(cell, dtype=np.float64), rows.shape) * ((DIGIT - MNIST_INK) / 2 / DIGIT)
     top, left = rows + margin, cols + margin
     worst = np.zeros(len(rows))
     slots = rows.shape[1]

@@ -38,9 +38,8 @@ from edge_runtime import __version__
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.files import atomic_path, write_text_atomic
 from edge_runtime.metrics import evaluate, tune_thresholds
-from edge_runtime.model_contract import NUM_CLASSES, PREPROCESSING
+from edge_runtime.model_contract import MNIST_INK, NUM_CLASSES, PREPROCESSING
 from train import multi_worker
-from train.dataset import INK
 from train.losses import WeightedBinaryCrossentropy, positive_weights
 from train.models import build_model, count_macs
 from train.run_folder import CHECKPOINT_DIR, HISTORY_FILE, METADATA_FILE, MODEL_FILE, STATE_FILE
@@ -242,10 +241,10 @@ def sharded_dataset(strategy, share, image_shape, steps, first_epoch, epochs):
 
 def digit_heights(composer):
     """{"digit_heights": [low, high]}: the ink heights (model pixels) the fresh images trained, which
-    `infer` reads as the supported range (MNIST's ink is INK px tall at scale 1); {} for fixed images."""
+    `infer` reads as the supported range (MNIST's ink is MNIST_INK px tall at scale 1); {} for fixed images."""
     if composer is None:
         return {}
-    return {"digit_heights": [round(INK * s, 2) for s in composer.options["digit_scale"]]}
+    return {"digit_heights": [round(MNIST_INK * s, 2) for s in composer.options["digit_scale"]]}
 
 
 def training_images(composer, fixed_count):
