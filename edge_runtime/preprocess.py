@@ -27,7 +27,7 @@ from PIL import Image
 from .errors import MnistEdgeError
 from .model_contract import MNIST_INK
 
-DIGIT_HEIGHTS = (14, 24)  # supported digit ink heights in model pixels (MNIST's own: 20): train's --digit-scale
+DIGIT_HEIGHTS = (14, 24)  # supported digit ink heights in model pixels (MNIST's own: 20); train's default --digit-scale
 TARGET_HEIGHT = MNIST_INK  # digits are resized to this ink height, MNIST's
 KEEP_MIN = 16             # in a picture that fits, digits from KEEP_MIN to KEEP_MAX px are not resampled:
 KEEP_MAX = 28             # estimates of MNIST-scale digits vary that much (wide digits; taller ones are
