@@ -9,10 +9,11 @@ Each SET.npz is a labelled set from `mnist-edge data` (test split: digits the mo
     mnist-edge data d96 --canvas 96 --max-digits 4 --empty-fraction 0 --train 1 --val 0 --test 2000 --seed 7
 
 Every image (resized by each of ``--scales``: 1.6 makes MNIST digits 32 px tall) is written as a file in several forms (a .npy array; PNGs of light ink on black, dark ink
-on white, dark ink on grey-230 paper, and on white paper inside a 2 px black frame), read back with
-``load_images`` and classified; the table gives the share of images whose digit set is exactly right,
-the macro-F1 and the share that raised a warning. A last row runs blank pages (uniform gray 20..235,
-and a 1x1 picture): the share answered "no digits". Runs with the device dependencies only.
+on white, dark ink on grey-230 paper, on white paper inside a 2 px black frame, and a "photo": ink 40
+on paper 200 with Gaussian noise of sd 12), read back with ``load_images`` and classified; the table
+gives the share of images whose digit set is exactly right, the macro-F1 and the share that raised a
+warning. Two last rows run blank pages (uniform gray 20..235, and a 1x1 picture; the same with noise
+of sd 12): the share answered "no digits". Runs with the device dependencies only.
 """
 import argparse
 import tempfile
@@ -28,17 +29,21 @@ from edge_runtime.metrics import evaluate
 
 FRAME = 2     # px of the black frame around white paper
 PAPER = 230   # gray level of the grey paper
+PHOTO = (200, 40, 12)  # a phone photo: paper level, ink level, sd of the sensor's Gaussian noise
 
 
-def _forms(image):
-    """name -> (suffix, array to write) for one light-on-dark uint8 image."""
+def _forms(image, seed):
+    """name -> (suffix, array to write) for one light-on-dark uint8 image (``seed``: its photo noise)."""
     dark_on_white = 255 - image
+    paper, ink, noise = PHOTO
+    photo = paper + (ink - paper) * (image / 255.0) + np.random.default_rng(seed).normal(0, noise, image.shape)
     framed = np.zeros((image.shape[0] + 2 * FRAME, image.shape[1] + 2 * FRAME), np.uint8)
     framed[FRAME:-FRAME, FRAME:-FRAME] = dark_on_white
     return {"array": (".npy", image), "png light on black": (".png", image),
             "png dark on white": (".png", dark_on_white),
             f"png dark on grey {PAPER}": (".png", np.rint(PAPER * (1 - image / 255.0)).astype(np.uint8)),
-            f"png {FRAME} px black frame": (".png", framed)}
+            f"png {FRAME} px black frame": (".png", framed),
+            f"png photo, noise sd {noise}": (".png", np.clip(np.rint(photo), 0, 255).astype(np.uint8))}
 
 
 def _write(folder, i, suffix, array):
@@ -67,24 +72,29 @@ def run_set(clf, path, limit, folder, scale=1.0):
     images, labels = [_resized(image, scale) for image in images[:limit]], labels[:limit]
     shape = "x".join(map(str, images[0].shape)) + (f", digits x{scale:g}" if scale != 1 else "")
     rows = []
-    for name in _forms(images[0]):
+    for name in _forms(images[0], 0):
         sub = folder / f"{len(list(folder.iterdir()))}"
         sub.mkdir()
-        paths = [_write(sub, i, *_forms(image)[name]) for i, image in enumerate(images)]
+        paths = [_write(sub, i, *_forms(image, i)[name]) for i, image in enumerate(images)]
         scores, warned = _classify(clf, paths)
         m = evaluate(labels, scores, clf.thresholds)
         rows.append((f"{path} ({shape})", name, len(images), m["subset_accuracy"], m["macro_f1"], warned / len(images)))
     return rows
 
 
-def run_blank(clf, folder):
+def run_blank(clf, folder, noise=0):
     pages = [np.full((side, side), level, np.uint8) for level in range(20, 236, 5) for side in (28, 64, 96)]
-    pages.append(np.full((1, 1), 128, np.uint8))
-    (folder / "blank").mkdir()
-    paths = [_write(folder / "blank", i, ".png", page) for i, page in enumerate(pages)]
+    if noise:
+        rng = np.random.default_rng(0)
+        pages = [np.clip(np.rint(page + rng.normal(0, noise, page.shape)), 0, 255).astype(np.uint8) for page in pages]
+    else:
+        pages.append(np.full((1, 1), 128, np.uint8))
+    (folder / f"blank{noise}").mkdir()
+    paths = [_write(folder / f"blank{noise}", i, ".png", page) for i, page in enumerate(pages)]
     scores, warned = _classify(clf, paths)
     none = float((scores < clf.thresholds).all(axis=1).mean())
-    return ("blank pages (gray 20..235; 28, 64, 96 px; 1x1)", "png", len(pages), none, float("nan"), warned / len(pages))
+    name = f"blank pages + noise sd {noise}" if noise else "blank pages (gray 20..235; 28, 64, 96 px; 1x1)"
+    return (name, "png", len(pages), none, float("nan"), warned / len(pages))
 
 
 def main():
@@ -101,7 +111,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         scales = [float(v) for v in args.scales.split(",")]
         rows = [row for path in args.sets for scale in scales for row in run_set(clf, path, args.limit, Path(tmp), scale)]
-        rows.append(run_blank(clf, Path(tmp)))
+        rows += [run_blank(clf, Path(tmp)), run_blank(clf, Path(tmp), PHOTO[2])]
     for set_name, form, n, exact, f1, warned in rows:
         print(f"{set_name:<48} {form:<22} {n:>6} {exact:>6.3f} {f1:>7.3f} {warned:>6.1%}")
     print("exact: share of images whose digit set is exactly right (blank pages: share answered 'no digits')")

@@ -19,8 +19,8 @@ INFER_HELP = f"""Print the digits found in each INPUT.
 
     INPUT is an image file (PNG, JPEG, BMP, PGM; any size or colour), a folder of them, or a
     .npy/.npz array of uint8 (N,H,W) images (key `images`). Pictures are normalised as MNIST:
-    a 1-3 px frame stripped, dark ink on light paper inverted, the paper mapped to black, faint
-    ink stretched, and resized (never stretched) so the digits' ink is about {TARGET_HEIGHT} px tall
+    a 1-3 px frame stripped, dark ink on light paper inverted, the paper and its pixel noise
+    mapped to black, faint ink stretched, and resized (never stretched) so the digits' ink is about {TARGET_HEIGHT} px tall
     in the model's input. Supported digit heights there: {DIGIT_HEIGHTS[0]}-{DIGIT_HEIGHTS[1]} px (or what
     the model's metadata says); a picture whose digits cannot be brought into that range, or that
     does not look like digits, gets a one-line warning on stderr. A picture without ink gives no

@@ -6,9 +6,10 @@ steps, measured with benchmarks/scale_robustness.py:
 
 1. Background: strip up to MAX_FRAME border lines that are a frame (uniform, far from the paper);
    the paper is the most common gray level and the ink lies on the far side of it (a dark frame
-   fooled the old border rule), so dark ink is inverted; the paper goes to 0 and faint ink is
-   stretched so strong strokes reach 255. A picture without ink (contrast below MIN_CONTRAST:
-   blank pages, a 1x1 image) becomes all black, which the models read as no digits.
+   fooled the old border rule), so dark ink is inverted; the paper and its pixel noise (measured
+   on the paper, up to NOISE_FLOOR sd) go to 0 and faint ink is stretched so strong strokes reach
+   255. A picture without ink (contrast below MIN_CONTRAST: blank pages, noisy or not, a 1x1
+   image) becomes all black, which the models read as no digits.
 2. Digit height: the median longer side of the 8-connected ink components (specks and stroke
    pieces dropped), on a mask of at most MASK_SIDE px, numpy only. Stroke width guards against
    overlapping digits that merge into one large component.
@@ -22,7 +23,7 @@ steps, measured with benchmarks/scale_robustness.py:
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from .errors import MnistEdgeError
 from .model_contract import MNIST_INK
@@ -34,6 +35,9 @@ KEEP_MAX = 28             # estimates of MNIST-scale digits vary that much (wide
                           # often overlapping digits), and a model is best at its training scale
 PAPER_NOISE = 4           # gray levels either side of the paper's most common level that are still paper
 MIN_CONTRAST = 40         # ink must differ from the paper by this many gray levels, else the picture is blank
+NOISE_FLOOR = 3           # sensor noise up to this many of its standard deviations from the paper is paper
+MAX_NOISE = 0.125         # noise sd above this share of the ink's contrast warns and gets a 3x3 median (README)
+NOISE_RUNS = 256          # runs of 3 paper pixels needed to measure that noise (a tightly cropped digit has fewer)
 STRONG_INK = 250          # ink whose strong strokes are already this bright is left as it is (MNIST: 255)
 MAX_FRAME = 3             # border lines stripped per side, at most, when they differ from the paper
 MASK_SIDE = 160           # the ink mask is max-pooled to at most this side before finding components
@@ -81,7 +85,7 @@ def prepare(picture, size, invert="auto", heights=DIGIT_HEIGHTS):
     if picture.ndim != 2 or picture.dtype != np.uint8:
         raise MnistEdgeError(f"a picture must be uint8 (h,w) gray, got {picture.dtype} {picture.shape}")
     light, doubt = normalise_background(picture, invert)
-    blank = Prepared(np.zeros(size, np.uint8), 0.0, 1.0, "")
+    blank = Prepared(np.zeros(size, np.uint8), 0.0, 1.0, NOT_DIGITS + doubt + ")" if doubt else "")
     if light is None:
         return blank
     boxes = ink_components(light)
@@ -125,22 +129,49 @@ def normalise_background(picture, invert="auto"):
     if min(picture.shape) < 2:
         return None, ""
     picture = strip_frame(picture)
-    paper = paper_level(picture)
-    low, high = np.percentile(picture, (0.2, 99.8))
-    dark_ink = invert == "auto" and paper - low > high - paper
-    contrast, other_way = (paper - low, high - paper) if dark_ink else (high - paper, paper - low)
-    if contrast < MIN_CONTRAST:
-        return None, ""
+    paper, dark_ink, contrast, other_way, noise = _levels(picture, invert)
+    if contrast < MIN_CONTRAST:  # blank, but say so if noise this strong could hide faint ink
+        return None, f"pixel noise of sd ~{noise:.0f} gray levels" if NOISE_FLOOR * noise > MIN_CONTRAST else ""
     doubt = ""
-    if other_way > TWO_SIDED * contrast:
+    if noise > MAX_NOISE * contrast:  # a 3x3 median costs clean MNIST strokes ~6 points, saves these
+        doubt = f"pixel noise of sd ~{noise:.0f} gray levels against ink {contrast:.0f} from the background"
+        picture = np.asarray(Image.fromarray(picture).filter(ImageFilter.MedianFilter(3)))
+        paper, dark_ink, contrast, other_way, noise = _levels(picture, invert)
+        if contrast < MIN_CONTRAST:
+            return None, doubt
+    elif other_way > TWO_SIDED * contrast:
         doubt = "marks both lighter and darker than the background"
-    elif np.mean(np.abs(picture - np.float32(paper)) <= 2 * PAPER_NOISE) < MIN_PAPER:
+    elif np.mean(np.abs(picture - np.float32(paper)) <= max(2 * PAPER_NOISE, NOISE_FLOOR * noise)) < MIN_PAPER:
         doubt = "no even background"
-    ink = (paper - picture.astype(np.float32)) if dark_ink else (picture.astype(np.float32) - paper)
+    floor = NOISE_FLOOR * noise
+    ink = (paper - floor - picture.astype(np.float32)) if dark_ink else (picture.astype(np.float32) - paper - floor)
     strong = float(np.percentile(ink[ink > contrast / 2], 99))
     if strong < STRONG_INK:
         ink *= 255 / strong
     return np.clip(np.rint(ink), 0, 255).astype(np.uint8), doubt
+
+
+def _levels(picture, invert):
+    """(paper level, whether the ink is darker, the ink's contrast above the noise floor, the strongest
+    marks the other way, the paper's noise sd) of a picture."""
+    paper = paper_level(picture)
+    low, high = np.percentile(picture, (0.2, 99.8))
+    dark_ink = invert == "auto" and paper - low > high - paper
+    contrast, other_way = (paper - low, high - paper) if dark_ink else (high - paper, paper - low)
+    noise = noise_level(picture, paper, contrast / 2)
+    return paper, dark_ink, contrast - NOISE_FLOOR * noise, other_way, noise
+
+
+def noise_level(picture, paper, reach):
+    """The standard deviation of the paper's pixel noise (0 for a clean picture), from the median
+    absolute second difference of horizontal neighbours (flat paper and smooth, blurred edges give 0;
+    Gaussian noise gives 0.6745 * sqrt(6) sigma). Only runs of three pixels within ``reach`` of the
+    paper count, and a picture with fewer than NOISE_RUNS of them (a tightly cropped digit) counts
+    as clean; noise clipped at white or black paper still counts."""
+    near = np.abs(picture.astype(np.float32) - paper) < reach
+    wide = picture.astype(np.int16)
+    second = np.abs(wide[:, :-2] - 2 * wide[:, 1:-1] + wide[:, 2:])[near[:, :-2] & near[:, 1:-1] & near[:, 2:]]
+    return float(np.median(second)) / (0.6745 * np.sqrt(6)) if second.size >= NOISE_RUNS else 0.0
 
 
 def paper_level(picture):

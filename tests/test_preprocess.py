@@ -13,7 +13,7 @@ from PIL import Image
 
 from edge_runtime import Classifier, PictureWarning, load_images, prepare
 from edge_runtime.errors import MnistEdgeError
-from edge_runtime.preprocess import DIGIT_HEIGHTS, TARGET_HEIGHT, supported_heights
+from edge_runtime.preprocess import DIGIT_HEIGHTS, NOISE_FLOOR, TARGET_HEIGHT, noise_level, supported_heights
 from models_for_tests import canvases, models  # noqa: F401 (fixtures)
 from train.cli import main
 from train.mnist import load_mnist
@@ -123,9 +123,43 @@ def test_faint_light_ink_on_dark_grey_is_stretched(canvases):
         assert np.abs(prepare(scan, SIZE).image.astype(int) - canvas).max() <= 3
 
 
+def _noisy(picture, sigma, seed=0):
+    """``picture`` with Gaussian sensor noise, clipped to 0..255 as a camera or scanner clips it."""
+    noise = np.random.default_rng(seed).normal(0, sigma, picture.shape)
+    return np.clip(np.rint(picture + noise), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("paper, ink, sigma, warned", [(200, 40, 10, False), (255, 0, 15, False), (0, 255, 15, False),
+                                                    (200, 120, 16, True)])
+def test_sensor_noise_on_the_paper_is_removed(canvases, paper, ink, sigma, warned):
+    """Noise stretched with the ink read 0.48 exact instead of 0.97 (paper 200, sigma 12): now the
+    paper's noise, measured from the picture, goes to black and the strokes stay. Noise clipped at
+    white or black paper is measured at about half its sigma: faint specks are left, not ink. Noise
+    strong against the ink (sd 16 against 80 levels) is median-filtered, and the picture warned."""
+    for canvas in canvases[0][:6]:
+        photo = _noisy(paper + (ink - paper) * (canvas / 255.0), sigma)
+        got = prepare(photo, SIZE)
+        assert got.scale == 1.0 and ("pixel noise of sd" in got.warning) == warned, got.warning
+        assert np.mean(got.image[canvas == 0] == 0) >= 0.9 and np.mean(got.image[canvas == 0] < 64) >= 0.999
+        assert np.mean(got.image[canvas >= 200] >= 128) >= (0.85 if warned else 0.95)
+
+
+def test_noise_is_measured_on_the_paper_not_on_the_ink(digits):
+    """Unclipped noise is measured to within 10%; a tightly cropped clean digit, all stroke edges, and
+    its smooth enlargement are clean, so their faint ink is kept."""
+    for sigma in (4, 10, 20):
+        assert noise_level(_noisy(np.full((64, 64), 128.0), sigma), 128, 80) == pytest.approx(sigma, rel=0.1)
+    for digit in digits:
+        rows, cols = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
+        crop = digit[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        assert noise_level(crop, 0, 127) == 0
+        assert NOISE_FLOOR * noise_level(_resized(crop, 3), 0, 127) < 12
+
+
 BLANK = [np.full((side, side), level, np.uint8) for level in (0, 20, 128, 235, 255) for side in (1, 2, 5, 28, 64, 97)]
 BLANK += [np.full((1, 300), 50, np.uint8),
-          np.clip(np.random.default_rng(0).normal(230, 3, (80, 120)), 0, 255).astype(np.uint8),  # noisy scan
+          _noisy(np.full((80, 120), 230), 3),  # a clean scan
+          _noisy(np.full((90, 70), 250), 15), _noisy(np.full((80, 120), 128), 12),  # camera noise (the first read as ink)
           np.linspace(200, 230, 64 * 64).reshape(64, 64).astype(np.uint8)]  # uneven lighting
 
 
@@ -175,13 +209,15 @@ def test_digits_too_small_after_fitting_warn_in_one_line(models, digits, tmp_pat
 
 def test_pictures_that_do_not_look_like_digits_warn(digits):
     rng = np.random.default_rng(0)
-    noise = rng.integers(0, 256, (64, 64), dtype=np.uint8)  # no paper
+    noise = rng.integers(0, 256, (64, 64), dtype=np.uint8)  # nothing but noise
+    blocks = (rng.permutation(64).astype(np.uint8).reshape(8, 8) * 3).repeat(8, 0).repeat(8, 1)  # no paper, no pixel noise
     rows, cols = np.mgrid[:64, :64]
     disc = np.where((rows - 32) ** 2 + (cols - 32) ** 2 < 400, 230, 0).astype(np.uint8)  # a solid shape, not strokes
     both = np.full((64, 64), 128, np.int16)  # grey paper with a white digit and a black one
     both[4:32, 4:32] += digits[0] // 2
     both[32:60, 32:60] -= digits[1] // 2
-    for picture, reason in ((noise, "no even background"), (disc, "ink covers"),
+    for picture, reason in ((noise, "pixel noise of sd"), (_noisy(np.full((80, 90), 128), 25), "pixel noise of sd"),
+                            (blocks, "no even background"), (disc, "ink covers"),
                             (both.astype(np.uint8), "marks both lighter and darker")):
         with pytest.warns(PictureWarning, match="does not look like light digits on a dark background .*" + reason):
             load_images_of(picture)
