@@ -69,6 +69,7 @@ def api_cases(model):
         "predict 5-d": (f"Classifier({m}).predict(np.zeros((1, 1, 64, 64, 1), np.uint8))", "images"),
         "predict None": (f"Classifier({m}).predict(None)", "images"),
         "load_images /dev/zero": ("load_images(['/dev/zero'], (64, 64))", "/dev/zero"),
+        "load_images classifier='x'": ("load_images([], (64, 64), classifier='x')", "classifier"),
     }
     return [(f"api {name}", ["-c", head + code + tail], (needle,)) for name, (code, needle) in calls.items()]
 

@@ -8,9 +8,11 @@ Each SET.npz is a labelled set from `mnist-edge data` (test split: digits the mo
     mnist-edge data d40 --canvas 40 --max-digits 2 --max-overlap 1 --empty-fraction 0 --train 1 --val 0 --test 2000 --seed 7
     mnist-edge data d96 --canvas 96 --max-digits 4 --empty-fraction 0 --train 1 --val 0 --test 2000 --seed 7
 
-Every image (resized by each of ``--scales``: 1.6 makes MNIST digits 32 px tall) is written as a file in several forms (a .npy array; PNGs of light ink on black, dark ink
-on white, dark ink on grey-230 paper, on white paper inside a 2 px black frame, and a "photo": ink 40
-on paper 200 with Gaussian noise of sd 12), read back with ``load_images`` and classified; the table
+Every image (resized by each of ``--scales``: 1.6 makes MNIST digits 32 px tall) is written as a file
+in several forms (a .npy array; PNGs of light ink on black, dark ink on white, dark ink on grey-230
+paper, on white paper inside a 2 px black frame, and a "photo": ink 40 on paper 200 with Gaussian
+noise of sd 12), read back with ``load_images`` and classified, the model choosing each picture's
+digit scale among the size cues as `infer` does (``--rule-only``: the size rule alone). The table
 gives the share of images whose digit set is exactly right, the macro-F1 and the share that raised a
 warning. Two last rows run blank pages (uniform gray 20..235, and a 1x1 picture; the same with noise
 of sd 12): the share answered "no digits". Runs with the device dependencies only.
@@ -52,11 +54,13 @@ def _write(folder, i, suffix, array):
     return path
 
 
-def _classify(clf, paths):
-    """(scores (N,10), number of pictures that raised a warning)."""
+def _classify(clf, paths, choose):
+    """(scores (N,10), number of pictures that raised a warning); ``choose``: the model picks each
+    picture's digit scale, as `infer` does."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        images = np.array([image for _, image in load_images(paths, clf.input_shape)])
+        loaded = load_images(paths, clf.input_shape, classifier=clf if choose else None)
+        images = np.array([image for _, image in loaded])
     return clf.scores(images), len({str(w.message).split(":")[0] for w in caught})
 
 
@@ -67,7 +71,7 @@ def _resized(image, scale):
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
 
 
-def run_set(clf, path, limit, folder, scale=1.0):
+def run_set(clf, path, limit, folder, scale=1.0, choose=True):
     images, labels = load_labelled_npz(path)
     images, labels = [_resized(image, scale) for image in images[:limit]], labels[:limit]
     shape = "x".join(map(str, images[0].shape)) + (f", digits x{scale:g}" if scale != 1 else "")
@@ -76,7 +80,7 @@ def run_set(clf, path, limit, folder, scale=1.0):
         sub = folder / f"{len(list(folder.iterdir()))}"
         sub.mkdir()
         paths = [_write(sub, i, *_forms(image, i)[name]) for i, image in enumerate(images)]
-        scores, warned = _classify(clf, paths)
+        scores, warned = _classify(clf, paths, choose)
         m = evaluate(labels, scores, clf.thresholds)
         rows.append((f"{path} ({shape})", name, len(images), m["subset_accuracy"], m["macro_f1"], warned / len(images)))
     return rows
@@ -91,7 +95,7 @@ def run_blank(clf, folder, noise=0):
         pages.append(np.full((1, 1), 128, np.uint8))
     (folder / f"blank{noise}").mkdir()
     paths = [_write(folder / f"blank{noise}", i, ".png", page) for i, page in enumerate(pages)]
-    scores, warned = _classify(clf, paths)
+    scores, warned = _classify(clf, paths, True)
     none = float((scores < clf.thresholds).all(axis=1).mean())
     name = f"blank pages + noise sd {noise}" if noise else "blank pages (gray 20..235; 28, 64, 96 px; 1x1)"
     return (name, "png", len(pages), none, float("nan"), warned / len(pages))
@@ -104,13 +108,16 @@ def main():
     parser.add_argument("--limit", type=int, default=1000, help="images per set [1000]")
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads [1]")
     parser.add_argument("--scales", default="1", help="comma list of factors each image is resized by [1]")
+    parser.add_argument("--rule-only", action="store_true",
+                        help="the size rule alone decides each picture's scale (no model choice among its cues)")
     args = parser.parse_args()
     clf = Classifier(args.model, num_threads=args.threads)
     print(f"model {clf.model_path} ({clf.model_format}, input {clf.input_shape})")
     print(f"{'set':<48} {'form':<22} {'images':>6} {'exact':>6} {'macroF1':>7} {'warned':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         scales = [float(v) for v in args.scales.split(",")]
-        rows = [row for path in args.sets for scale in scales for row in run_set(clf, path, args.limit, Path(tmp), scale)]
+        rows = [row for path in args.sets for scale in scales
+                for row in run_set(clf, path, args.limit, Path(tmp), scale, not args.rule_only)]
         rows += [run_blank(clf, Path(tmp)), run_blank(clf, Path(tmp), PHOTO[2])]
     for set_name, form, n, exact, f1, warned in rows:
         print(f"{set_name:<48} {form:<22} {n:>6} {exact:>6.3f} {f1:>7.3f} {warned:>6.1%}")

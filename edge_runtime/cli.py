@@ -20,8 +20,9 @@ INFER_HELP = f"""Print the digits found in each INPUT.
     INPUT is an image file (PNG, JPEG, BMP, PGM; any size or colour), a folder of them, or a
     .npy/.npz array of uint8 (N,H,W) images (key `images`). Pictures are normalised as MNIST:
     a 1-3 px frame stripped, dark ink on light paper inverted, the paper and its pixel noise
-    mapped to black, faint ink stretched, and resized (never stretched) so the digits' ink is about {TARGET_HEIGHT} px tall
-    in the model's input. Supported digit heights there: {DIGIT_HEIGHTS[0]}-{DIGIT_HEIGHTS[1]} px (or what
+    mapped to black, faint ink stretched, and resized (never stretched) so the digits' ink is
+    about {TARGET_HEIGHT} px tall in the model's input (where the size cues disagree, the model keeps
+    the fitting it reads most surely). Supported digit heights there: {DIGIT_HEIGHTS[0]}-{DIGIT_HEIGHTS[1]} px (or what
     the model's metadata says); a picture whose digits cannot be brought into that range, or that
     does not look like digits, gets a one-line warning on stderr. A picture without ink gives no
     digits. Arrays of the model's own size are used as they are; other sizes are prepared like
@@ -72,7 +73,7 @@ def infer_command(inputs, example, model, as_json, threshold, threads, runtime, 
 def _infer(clf, inputs, show):
     """Print a line per image in batches of BATCH; the number of inputs that could not be read."""
     names, images, failed = [], [], 0
-    for name, item in iter_images(inputs, clf.input_shape, supported_heights(clf.metadata)):
+    for name, item in iter_images(inputs, clf.input_shape, supported_heights(clf.metadata), clf):
         if isinstance(item, MnistEdgeError):
             click.echo(f"Error: {item.message}", err=True)
             failed += 1

@@ -18,7 +18,8 @@ from PIL import Image, ImageOps
 from .dataset_file import images_as_uint8, load_arrays
 from .errors import MnistEdgeError, first_line
 from .input_files import MAX_PICTURE_BYTES, open_regular, shown
-from .preprocess import DIGIT_HEIGHTS, PictureWarning, prepare
+from .preprocess import DIGIT_HEIGHTS, PictureWarning, prepare, prepare_choices
+from .scale_choice import most_decisive
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".pnm", ".ppm", ".pbm"}  # what folders expand to
 ARRAY_SUFFIXES = {".npy", ".npz"}
@@ -29,17 +30,18 @@ MAX_TRANSPARENT_PIXELS = 8_000_000  # transparency is flattened in float64, ~70 
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
-def load_images(inputs, size, errors=None, heights=DIGIT_HEIGHTS):
+def load_images(inputs, size, errors=None, heights=DIGIT_HEIGHTS, classifier=None):
     """[(name, uint8 (H,W) image)] for files, folders and arrays, prepared for a model of ``size`` = (H, W).
 
     Names are the path, or ``path#i`` for the i-th image of an array file. A file that cannot be
     read raises a one-line MnistEdgeError, unless a list is passed as ``errors``: then the error is
     appended there and loading carries on with the other files (as ``mnist-edge infer`` does).
     A picture whose digits end up outside ``heights`` (model pixels) or that does not look like
-    digits gets a one-line ``PictureWarning`` naming it.
+    digits gets a one-line ``PictureWarning`` naming it. With a ``classifier`` (as `infer` does), it
+    picks each picture's digit scale among the size cues' candidates: the one it reads most decisively.
     """
     images = []
-    for name, item in iter_images(inputs, size, heights):
+    for name, item in iter_images(inputs, size, heights, classifier):
         if isinstance(item, MnistEdgeError):
             if errors is None:
                 raise item
@@ -49,9 +51,11 @@ def load_images(inputs, size, errors=None, heights=DIGIT_HEIGHTS):
     return images
 
 
-def iter_images(inputs, size, heights=DIGIT_HEIGHTS):
+def iter_images(inputs, size, heights=DIGIT_HEIGHTS, classifier=None):
     """Yield (name, image) or (name, MnistEdgeError) in input order, one file at a time (low memory)."""
     size = tuple(size)
+    if classifier is not None and getattr(classifier, "input_shape", None) != size:
+        raise TypeError(f"classifier must be an edge_runtime.Classifier whose input is {size}, got {classifier!r}")
     for path, problem in _expand(inputs):
         if problem:
             yield str(path), MnistEdgeError(f"{shown(path)}: {problem}")
@@ -60,15 +64,18 @@ def iter_images(inputs, size, heights=DIGIT_HEIGHTS):
             if path.suffix.lower() in ARRAY_SUFFIXES:
                 for i, image in enumerate(_read_array(path)):
                     yield f"{path}#{i}", image if image.shape == size else _prepared(
-                        f"{path}#{i}", image, size, False, heights)
+                        f"{path}#{i}", image, size, False, heights, classifier)
             else:
-                yield str(path), _prepared(path, read_gray(path, size), size, "auto", heights)
+                yield str(path), _prepared(path, read_gray(path, size), size, "auto", heights, classifier)
         except MnistEdgeError as e:
             yield str(path), e
 
 
-def _prepared(name, picture, size, invert, heights):
-    prepared = prepare(picture, size, invert, heights)
+def _prepared(name, picture, size, invert, heights, classifier):
+    if classifier is None:
+        prepared = prepare(picture, size, invert, heights)
+    else:
+        prepared = most_decisive(classifier, prepare_choices(picture, size, invert, heights))
     if prepared.warning:
         warnings.warn(f"{name}: {prepared.warning}", PictureWarning, stacklevel=4)
     return prepared.image

@@ -81,18 +81,39 @@ def prepare(picture, size, invert="auto", heights=DIGIT_HEIGHTS):
     already (arrays in MNIST polarity). ``heights``: the model's supported digit heights
     (``supported_heights(classifier.metadata)``).
     """
+    return _prepared(picture, size, invert, heights, choices=False)[0]
+
+
+def prepare_choices(picture, size, invert="auto", heights=DIGIT_HEIGHTS):
+    """[Prepared]: prepare()'s first, then the picture fitted by each other digit-size cue where that
+    differs: the median of all ink components (merged or not), the strokes, and the picture as it is
+    (not resampled, or as large as fits). The estimate misleads on a few percent of pictures, which
+    a model reading the choices can tell (scale_choice.most_decisive)."""
+    return _prepared(picture, size, invert, heights, choices=True)
+
+
+def _prepared(picture, size, invert, heights, choices):
     picture, size = np.asarray(picture), tuple(size)
     if picture.ndim != 2 or picture.dtype != np.uint8:
         raise MnistEdgeError(f"a picture must be uint8 (h,w) gray, got {picture.dtype} {picture.shape}")
     light, doubt = normalise_background(picture, invert)
     blank = Prepared(np.zeros(size, np.uint8), 0.0, 1.0, NOT_DIGITS + doubt + ")" if doubt else "")
     if light is None:
-        return blank
+        return [blank]
     boxes = ink_components(light)
     if not len(boxes):
-        return blank
-    prepared = _fit(light, boxes, digit_height(boxes, stroke_height(light)), size, heights)
-    return prepared._replace(warning=NOT_DIGITS + doubt + ")") if doubt else prepared
+        return [blank]
+    by_stroke = stroke_height(light)
+    cues = [digit_height(boxes, by_stroke)]
+    if choices:
+        cues += [float(np.median(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]))), by_stroke,
+                 float(TARGET_HEIGHT)]
+    prepared = []
+    for height in cues:
+        fitted = _fit(light, boxes, height, size, heights)
+        if not any(np.array_equal(fitted.image, p.image) for p in prepared):
+            prepared.append(fitted._replace(warning=NOT_DIGITS + doubt + ")") if doubt else fitted)
+    return prepared
 
 
 def digit_height(boxes, by_stroke):
