@@ -154,7 +154,7 @@ def normalise_background(picture, invert="auto"):
     if contrast < MIN_CONTRAST:  # blank, but say so if noise this strong could hide faint ink
         return None, f"pixel noise of sd ~{noise:.0f} gray levels" if NOISE_FLOOR * noise > MIN_CONTRAST else ""
     doubt = ""
-    if noise > MAX_NOISE * contrast:  # a 3x3 median costs clean MNIST strokes ~6 points, saves these
+    if noise > MAX_NOISE * contrast:  # a 3x3 median costs clean MNIST strokes 6-10 points, saves these
         doubt = f"pixel noise of sd ~{noise:.0f} gray levels against ink {contrast:.0f} from the background"
         picture = np.asarray(Image.fromarray(picture).filter(ImageFilter.MedianFilter(3)))
         paper, dark_ink, contrast, other_way, noise = _levels(picture, invert)
@@ -188,7 +188,7 @@ def noise_level(picture, paper, reach):
     absolute second difference of horizontal neighbours (flat paper and smooth, blurred edges give 0;
     Gaussian noise gives 0.6745 * sqrt(6) sigma). Only runs of three pixels within ``reach`` of the
     paper count, and a picture with fewer than NOISE_RUNS of them (a tightly cropped digit) counts
-    as clean; noise clipped at white or black paper still counts."""
+    as clean; noise clipped at white or black paper is measured at about half its sd."""
     near = np.abs(picture.astype(np.float32) - paper) < reach
     wide = picture.astype(np.int16)
     second = np.abs(wide[:, :-2] - 2 * wide[:, 1:-1] + wide[:, 2:])[near[:, :-2] & near[:, 1:-1] & near[:, 2:]]
