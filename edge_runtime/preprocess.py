@@ -106,8 +106,7 @@ def _prepared(picture, size, invert, heights, choices):
     by_stroke = stroke_height(light)
     cues = [digit_height(boxes, by_stroke)]
     if choices:
-        cues += [float(np.median(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]))), by_stroke,
-                 float(TARGET_HEIGHT)]
+        cues += [float(np.median(longer_sides(boxes))), by_stroke, float(TARGET_HEIGHT)]
     prepared = []
     for height in cues:
         fitted = _fit(light, boxes, height, size, heights)
@@ -124,11 +123,16 @@ def digit_height(boxes, by_stroke):
     is the other scale cue: components larger than MERGED times it count as merged digits, and the
     others (or, if none, the strokes) give the height.
     """
-    tall = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    tall = longer_sides(boxes)
     ordinary = tall[tall <= MERGED * by_stroke]
     if len(ordinary) == len(tall):
         return float(np.median(tall))
     return float(np.median(ordinary)) if len(ordinary) else by_stroke
+
+
+def longer_sides(boxes):
+    """Each ink component's longer side: MNIST fits that, not always the height, into its 20 px box."""
+    return np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
 
 
 def stroke_height(light):
