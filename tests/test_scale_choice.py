@@ -80,9 +80,16 @@ def test_infer_chooses_the_scale(digits, tmp_path):
 
 
 def test_the_rules_choice_stays_unless_another_reads_clearly_surer(digits, shipped):
-    for digit in digits[0][:10]:
+    """MNIST-scale digits: the rule's fitting is kept on nearly all; another one only where the model
+    reads it clearly surer, and then it reads the right digit."""
+    overridden = 0
+    for digit, label in zip(*digits):
         choices = prepare_choices(_paper(digit, 1.0), SIZE)
-        assert _same(most_decisive(shipped, choices), choices[0])  # MNIST-scale digits: the rule's reading
+        kept = most_decisive(shipped, choices)
+        if not _same(kept, choices[0]):
+            overridden += 1
+            assert shipped.predict([kept.image])[0].digits == (label,)
+    assert overridden <= 4  # measured 3 of these 40 (the 48-epoch model shipped before: none)
 
 
 def test_a_wrong_classifier_is_refused_in_one_line(shipped):
