@@ -52,7 +52,7 @@ def test_int8_stays_close_to_float(results):
 @pytest.mark.parametrize("canvas, max_digits, overlap, at_least", [
     (28, 1, 0.25, 0.97),   # one bare MNIST digit (measured 0.983 / 0.985; 0.992)
     (96, 4, 0.25, 0.94),   # a larger canvas at MNIST scale, fitted down to 0.67x (0.960 / 0.963; 0.981)
-    (40, 2, 1.0, 0.75),    # one or two digits overlapping freely, fitted up ~1.6x (0.792 / 0.788; 0.815)
+    (40, 2, 1.0, 0.75),    # one or two MNIST-scale digits overlapping freely on a small canvas (0.792 / 0.788; 0.815)
 ])  # the model shipped before, trained without overlapping pairs, read the 40x40 set 0.65 by the size rule
 def test_digits_at_other_canvas_sizes_through_the_scale_choice(mnist_dir, canvas, max_digits, overlap, at_least):
     """Pictures of other sizes are fitted by each size cue and the shipped int8 model keeps its most
