@@ -37,7 +37,7 @@ def results(fresh_test_set):
 
 
 # Measured on six 10,000-image test sets: float 0.9889-0.9908 (0.9899 on this one), int8 within
-# 0.0002 of it, weakest digits 7 and 9 int8 0.9841-0.9908 (0.9844 here); the bounds leave room for
+# 0.0004 of it, weakest digits 7 and 9 int8 0.9841-0.9887 (0.9841 here); the bounds leave room for
 # another seed's spread (~0.003 per digit).
 def test_float_model_reaches_target(results):
     assert results["float32"]["macro_f1"] >= 0.988, results["float32"]["per_digit"]["f1"]
@@ -50,10 +50,10 @@ def test_int8_stays_close_to_float(results):
 
 # Exact digit set on these 600 images with ai-edge-litert / tflite-runtime 2.14 (and on 1,000 others).
 @pytest.mark.parametrize("canvas, max_digits, overlap, at_least", [
-    (28, 1, 0.25, 0.97),   # one bare MNIST digit (measured 0.983 / 0.985; 0.992)
-    (96, 4, 0.25, 0.94),   # a larger canvas at MNIST scale, fitted down to 0.67x (0.960 / 0.963; 0.981)
-    (40, 2, 1.0, 0.75),    # one or two MNIST-scale digits overlapping freely on a small canvas (0.792 / 0.788; 0.815)
-])  # the model shipped before, trained without overlapping pairs, read the 40x40 set 0.65 by the size rule
+    (28, 1, 0.25, 0.97),   # one bare MNIST digit (measured 0.977 / 0.980; 0.991)
+    (96, 4, 0.25, 0.94),   # a larger canvas at MNIST scale, fitted down to 0.67x (0.972 / 0.970; 0.977)
+    (40, 2, 1.0, 0.80),    # one or two MNIST-scale digits overlapping freely on a small canvas (0.840 / 0.840; 0.835)
+])  # the 48-epoch model, trained without overlapping pairs, read the 40x40 set 0.65 by the size rule
 def test_digits_at_other_canvas_sizes_through_the_scale_choice(mnist_dir, canvas, max_digits, overlap, at_least):
     """Pictures of other sizes are fitted by each size cue and the shipped int8 model keeps its most
     decisive reading, as `infer` does."""

@@ -83,7 +83,7 @@ def pipeline_command(ctx, out, quick, seed, redo, max_f1_drop, ship, **given):
     Examples:
       mnist-edge pipeline --out runs/quick --quick
       mnist-edge pipeline --out runs/default            # default settings: ~50 min on 2 cores
-      mnist-edge pipeline --out runs/long --epochs 64 --patience 16 --overlap-pairs 0.1 --ship   # the shipped models
+      mnist-edge pipeline --out runs/long --epochs 64 --patience 16 --overlap-pairs 0.2 --ship   # the shipped models
     """
     if ship and quick:
         raise click.UsageError(f"--ship replaces the package's default models, which must reach test macro-F1 "
