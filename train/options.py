@@ -23,7 +23,8 @@ DEFAULTS = dict(
     compose="auto",        # fresh: new training images every epoch from the train digit pool; fixed: train.npz
     digit_scale=tuple(h / MNIST_INK for h in DIGIT_HEIGHTS),  # fresh images: digits resized by a log-uniform factor in
                            # this range, 0.7-1.2: the 14-24 px ink heights `infer` supports (1 = MNIST's size);
-                           # 0.6-1.2 read MNIST scale worse (same model: test macro-F1 0.988 against 0.990, README)
+                           # 0.6-1.2 read MNIST scale worse (same model: test macro-F1 0.988 against 0.990, README);
+                           # 0.8-1.2 about the same there (+0.0006 over six sets) but 0.6-0.8x digits in arrays worse
     overlap_pairs=0.0,     # fresh images: share of each epoch that is two freely overlapping digits (train/epoch_images.py);
                            # 0.2 reads crowded pairs far better (40x40: 0.69 -> 0.835 in 64 epochs, the shipped models) but
                            # over 36 epochs 0.1 already costs 0.002 at MNIST scale (README)
