@@ -28,6 +28,7 @@ from PIL import Image
 from edge_runtime import Classifier, load_images
 from edge_runtime.dataset_file import load_labelled_npz
 from edge_runtime.metrics import evaluate
+from edge_runtime.preprocess import supported_heights
 
 FRAME = 2     # px of the black frame around white paper
 PAPER = 230   # gray level of the grey paper
@@ -59,7 +60,8 @@ def _classify(clf, paths, choose):
     picture's digit scale, as `infer` does."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        loaded = load_images(paths, clf.input_shape, classifier=clf if choose else None)
+        loaded = load_images(paths, clf.input_shape, heights=supported_heights(clf.metadata),
+                             classifier=clf if choose else None)
         images = np.array([image for _, image in loaded])
     return clf.scores(images), len({str(w.message).split(":")[0] for w in caught})
 
