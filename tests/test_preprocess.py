@@ -207,6 +207,18 @@ def test_digits_too_small_after_fitting_warn_in_one_line(models, digits, tmp_pat
     assert len(warning_lines) == 1 and warning_lines[0].startswith(f"Warning: {path}: digits look ~")
 
 
+def test_scale_robustness_counts_warnings_by_the_models_own_digit_heights(digits, tmp_path):
+    """The benchmark reads pictures as `infer` does: a model whose metadata supports small digits is not warned about."""
+    from benchmarks.scale_robustness import _classify
+
+    path = tmp_path / "corners.png"
+    Image.fromarray(_corners(digits)).save(path)
+    clf = Classifier(None, num_threads=1)  # the shipped int8 model; its metadata says 14-24 px
+    assert _classify(clf, [path], choose=False)[1] == 1
+    clf.metadata["digit_heights"] = [3, 24]
+    assert _classify(clf, [path], choose=False)[1] == 0
+
+
 def test_pictures_that_do_not_look_like_digits_warn(digits):
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, (64, 64), dtype=np.uint8)  # nothing but noise
