@@ -11,7 +11,7 @@ from .images import iter_images
 from .input_files import shown
 from .interpreter import MAX_THREADS, RUNTIMES
 from .metadata import missing_metadata_warning
-from .preprocess import DIGIT_HEIGHTS, TARGET_HEIGHT, PictureWarning, supported_heights
+from .preprocess import DIGIT_HEIGHTS, TARGET_HEIGHT, PictureWarning
 from .sample import example_pictures
 
 BATCH = 64  # images per invoke while streaming through many files
@@ -73,7 +73,7 @@ def infer_command(inputs, example, model, as_json, threshold, threads, runtime, 
 def _infer(clf, inputs, show):
     """Print a line per image in batches of BATCH; the number of inputs that could not be read."""
     names, images, failed = [], [], 0
-    for name, item in iter_images(inputs, clf.input_shape, supported_heights(clf.metadata), clf):
+    for name, item in iter_images(inputs, clf.input_shape, classifier=clf):
         if isinstance(item, MnistEdgeError):
             click.echo(f"Error: {item.message}", err=True)
             failed += 1

@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 from .dataset_file import images_as_uint8, load_arrays
 from .errors import MnistEdgeError, first_line
 from .input_files import MAX_PICTURE_BYTES, open_regular, shown
-from .preprocess import DIGIT_HEIGHTS, PictureWarning, prepare, prepare_choices
+from .preprocess import PictureWarning, prepare, prepare_choices, supported_heights
 from .scale_choice import most_decisive
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".pnm", ".ppm", ".pbm"}  # what folders expand to
@@ -30,14 +30,15 @@ MAX_TRANSPARENT_PIXELS = 8_000_000  # transparency is flattened in float64, ~70 
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
-def load_images(inputs, size, errors=None, heights=DIGIT_HEIGHTS, classifier=None):
+def load_images(inputs, size, errors=None, heights=None, classifier=None):
     """[(name, uint8 (H,W) image)] for files, folders and arrays, prepared for a model of ``size`` = (H, W).
 
     Names are the path, or ``path#i`` for the i-th image of an array file. A file that cannot be
     read raises a one-line MnistEdgeError, unless a list is passed as ``errors``: then the error is
     appended there and loading carries on with the other files (as ``mnist-edge infer`` does).
-    A picture whose digits end up outside ``heights`` (model pixels) or that does not look like
-    digits gets a one-line ``PictureWarning`` naming it. With a ``classifier`` (as `infer` does), it
+    A picture whose digits end up outside ``heights`` (model pixels; default: what the classifier's
+    metadata supports, else DIGIT_HEIGHTS) or that does not look like digits gets a one-line
+    ``PictureWarning`` naming it. With a ``classifier`` (as `infer` does), it
     picks each picture's digit scale among the size cues' candidates: the one it reads most decisively.
     """
     images = []
@@ -51,11 +52,13 @@ def load_images(inputs, size, errors=None, heights=DIGIT_HEIGHTS, classifier=Non
     return images
 
 
-def iter_images(inputs, size, heights=DIGIT_HEIGHTS, classifier=None):
+def iter_images(inputs, size, heights=None, classifier=None):
     """Yield (name, image) or (name, MnistEdgeError) in input order, one file at a time (low memory)."""
     size = tuple(size)
     if classifier is not None and getattr(classifier, "input_shape", None) != size:
         raise TypeError(f"classifier must be an edge_runtime.Classifier whose input is {size}, got {classifier!r}")
+    if heights is None:  # the model's own range, as `infer` uses it
+        heights = supported_heights(getattr(classifier, "metadata", None))
     for path, problem in _expand(inputs):
         if problem:
             yield str(path), MnistEdgeError(f"{shown(path)}: {problem}")

@@ -207,8 +207,9 @@ def test_digits_too_small_after_fitting_warn_in_one_line(models, digits, tmp_pat
     assert len(warning_lines) == 1 and warning_lines[0].startswith(f"Warning: {path}: digits look ~")
 
 
-def test_scale_robustness_counts_warnings_by_the_models_own_digit_heights(digits, tmp_path):
-    """The benchmark reads pictures as `infer` does: a model whose metadata supports small digits is not warned about."""
+def test_pictures_are_warned_about_by_the_models_own_digit_heights(digits, tmp_path):
+    """The benchmark and load_images read pictures as `infer` does: a model whose metadata supports small
+    digits is not warned about."""
     from benchmarks.scale_robustness import _classify
 
     path = tmp_path / "corners.png"
@@ -217,6 +218,10 @@ def test_scale_robustness_counts_warnings_by_the_models_own_digit_heights(digits
     assert _classify(clf, [path], choose=False)[1] == 1
     clf.metadata["digit_heights"] = [3, 24]
     assert _classify(clf, [path], choose=False)[1] == 0
+    with warnings.catch_warnings(record=True) as caught:  # load_images with a classifier: its range by default
+        warnings.simplefilter("always")
+        load_images([path], SIZE, classifier=clf)
+    assert not caught
 
 
 def test_pictures_that_do_not_look_like_digits_warn(digits):
