@@ -35,16 +35,18 @@ def choice_list(choices):
     return parse
 
 
-class ScaleRange(click.ParamType):
-    """LOW,HIGH -> [low, high] (a list, as JSON stores it). A type, not a callback, so that defaults
+class NumberPair(click.ParamType):
+    """A,B -> [a, b] (a list, as JSON stores it), finite. A type, not a callback, so that defaults
     convert too when the pipeline invokes a command."""
-    name = "LOW,HIGH"
+
+    def __init__(self, name="LOW,HIGH", example="0.6,1.2"):
+        self.name, self.example = name, example
 
     def convert(self, value, param, ctx):
         try:
-            lo, hi = (float(v) for v in (value if isinstance(value, (list, tuple)) else value.split(",")))
+            a, b = (float(v) for v in (value if isinstance(value, (list, tuple)) else value.split(",")))
         except ValueError:
-            self.fail("expected LOW,HIGH, e.g. 0.6,1.2", param, ctx)
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            self.fail(f"expected finite numbers, got {lo:g},{hi:g}", param, ctx)
-        return [lo, hi]
+            self.fail(f"expected {self.name}, e.g. {self.example}", param, ctx)
+        if not (math.isfinite(a) and math.isfinite(b)):
+            self.fail(f"expected finite numbers, got {a:g},{b:g}", param, ctx)
+        return [a, b]

@@ -59,6 +59,17 @@ def test_same_seed_same_files(mnist_dir, tmp_path):
         assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
 
 
+def test_tilted_handwriting_test_set(mnist_dir, tmp_path):
+    assert run(tmp_path / "plain", *SMALL, "--mnist", mnist_dir).exit_code == 0
+    result = run(tmp_path / "tilted", *SMALL, "--mnist", mnist_dir, "--digit-warp", "20,0.35")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "tilted" / "dataset.json").read_text())["parameters"]["digit_warp"] == [20, 0.35]
+    (plain, plain_labels), (tilted, tilted_labels) = (load_labelled_npz(tmp_path / d / "test.npz") for d in ("plain", "tilted"))
+    assert np.array_equal(plain_labels, tilted_labels) and plain.tobytes() != tilted.tobytes()  # same layout, warped digits
+    result = run(tmp_path / "bad", *SMALL, "--mnist", mnist_dir, "--digit-warp", "10")
+    assert result.exit_code == 2 and "DEGREES,SHEAR" in result.output
+
+
 def test_preset_and_class_prior(mnist_dir, tmp_path):
     result = run(tmp_path, *SMALL, "--mnist", mnist_dir, "--preset", "multimnist", "--class-prior", "1,1,1,1,1,1,1,1,1,3")
     assert result.exit_code == 0, result.output

@@ -8,7 +8,7 @@ import pytest
 
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.model_contract import MNIST_INK
-from train.dataset import DIGIT, capacity, compose, compose_splits, resolve_options
+from train.dataset import DIGIT, capacity, compose, compose_splits, resolve_options, warp_digits
 from train.dataset_folder import label_text
 from train.mnist import load_mnist
 
@@ -217,6 +217,37 @@ def test_digit_scale_resizes_cells_and_keeps_the_overlap_rule(mnist):
         rows = np.flatnonzero(split.images[i].max(axis=1) > 64)  # resampling blurs the faintest edge outwards
         ratios.append((rows[-1] - rows[0] + 1) / split.layout.sizes[i][used[i]][0])
     assert len(ratios) > 30 and abs(np.median(ratios) - 20 / 28) < 0.04
+
+
+def test_warp_turns_and_slants_digits_about_the_cell_centre(mnist):
+    digits = mnist.train_images[:50]
+    assert np.array_equal(warp_digits(digits, np.zeros(50), np.zeros(50)), digits)
+    # a quarter turn maps pixel centres onto pixel centres: np.rot90 clockwise (y points down), up to float round-off
+    turned = warp_digits(digits, np.full(50, 90.0), np.zeros(50)).astype(int)
+    assert np.abs(turned - np.rot90(digits, -1, axes=(1, 2))).max() <= 1
+    line = np.zeros((1, DIGIT, DIGIT), np.uint8)
+    line[0, 4:24, 13:15] = 255  # a vertical stroke 20 px tall
+    slanted = warp_digits(line, [0.0], [0.25])[0].astype(float)
+    columns = np.arange(DIGIT)
+    centre_of = lambda row: (slanted[row] * columns).sum() / slanted[row].sum()
+    assert centre_of(22) - centre_of(5) == pytest.approx(0.25 * 17, abs=0.3)  # x += shear * y, y down
+    assert abs(slanted.sum() / line.sum() - 1) < 0.02  # the ink stays in the cell
+
+
+def test_digit_warp_changes_the_digits_not_the_layout(mnist):
+    plain = compose(mnist.train_images, mnist.train_labels, 300, np.random.default_rng(5), digit_scale=(0.7, 1.2))
+    off = compose(mnist.train_images, mnist.train_labels, 300, np.random.default_rng(5), digit_scale=(0.7, 1.2),
+                  digit_warp=(0, 0))
+    warped = compose(mnist.train_images, mnist.train_labels, 300, np.random.default_rng(5), digit_scale=(0.7, 1.2),
+                     digit_warp=(10, 0.2))
+    assert off.images.tobytes() == plain.images.tobytes()  # off draws nothing: data sets keep their bytes
+    assert np.array_equal(warped.labels, plain.labels)
+    assert all(np.array_equal(a, b) for a, b in zip(warped.layout, plain.layout))
+    changed = (warped.images != plain.images).any(axis=(1, 2))
+    assert changed.sum() == (plain.layout.sources >= 0).any(axis=1).sum()  # every image with a digit, only those
+    assert abs(warped.images.mean() / plain.images.mean() - 1) < 0.02
+    with pytest.raises(click.BadParameter, match="DEGREES 0-30, SHEAR 0-0.5"):
+        resolve_options(digit_warp=(10, 0.6))
 
 
 def test_overlap_pairs_mix_crowded_pairs_into_each_epoch(mnist):

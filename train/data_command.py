@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edge_runtime.cli_options import FiniteFloatRange, ScaleRange, comma_list
+from edge_runtime.cli_options import FiniteFloatRange, NumberPair, comma_list
 from edge_runtime.output_folder import check_output_folder
 from train.dataset import DEFAULTS, DIGIT, PRESETS, SPLIT_SIZES
 from train.dataset_folder import write_dataset
@@ -19,7 +19,7 @@ def _parse_prior(ctx, param, value):
     return comma_list(value, float, "expected 10 comma-separated numbers, e.g. 1,1,1,1,1,1,1,1,1,0.1")
 
 
-GEOMETRY = ("canvas", "min_digits", "max_digits", "empty_fraction", "max_overlap", "digit_scale")  # options a preset fixes
+GEOMETRY = ("canvas", "min_digits", "max_digits", "empty_fraction", "max_overlap", "digit_scale", "digit_warp")  # options a preset fixes
 
 
 @click.command("data")
@@ -40,9 +40,12 @@ GEOMETRY = ("canvas", "min_digits", "max_digits", "empty_fraction", "max_overlap
               show_default=True, help="Share of empty images (no digit, all-zero label).")
 @click.option("--max-overlap", type=FiniteFloatRange(0, 1), default=DEFAULTS["max_overlap"], show_default=True,
               help="Most of a digit's central 20x20 box that one other digit's box may cover.")
-@click.option("--digit-scale", type=ScaleRange(), default="1,1", show_default=True,
+@click.option("--digit-scale", type=NumberPair(), default="1,1", show_default=True,
               help="Resize each digit by a factor drawn log-uniformly from [LOW, HIGH]; 1 is MNIST's size "
                    "(ink ~20 px tall in a 28 px cell), e.g. 0.5,0.5 for half-size digits.")
+@click.option("--digit-warp", type=NumberPair("DEGREES,SHEAR", "20,0.35"), default="0,0", show_default=True,
+              help="Rotate each digit by up to ±DEGREES and slant it (x += SHEAR * y) by up to ±SHEAR at random, "
+                   "e.g. 20,0.35 for a test set of tilted, slanted handwriting.")
 @click.option("--class-prior", callback=_parse_prior, metavar="W0,...,W9",
               help="Relative frequency of each class 0-9, e.g. 1,1,1,1,1,1,1,1,1,0.1 for few nines "
                    "[default: uniform].")

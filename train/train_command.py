@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from convert.tensorflow_env import import_tensorflow, require_tensorflow
-from edge_runtime.cli_options import FiniteFloatRange, ScaleRange
+from edge_runtime.cli_options import FiniteFloatRange, NumberPair
 from edge_runtime.errors import MnistEdgeError
 from edge_runtime.output_folder import check_output_folder, claim_output
 from train import multi_worker
@@ -120,7 +120,7 @@ def print_report(meta):
               help="fresh: compose new training images every epoch from the data set's train digits (keyed by "
                    "--seed and epoch; needs MNIST, found as `data` finds it); fixed: train on train.npz as it is; "
                    "auto: fresh when the data set was composed by `mnist-edge data`, else fixed.")
-@click.option("--digit-scale", type=ScaleRange(), default=",".join(map(str, DEFAULTS["digit_scale"])),
+@click.option("--digit-scale", type=NumberPair(), default=",".join(map(str, DEFAULTS["digit_scale"])),
               show_default=True,
               help="With fresh images: resize each digit by a factor log-uniform in [LOW, HIGH] (1 = MNIST's "
                    "size, ink ~20 px tall), so the model reads digits from LOW to HIGH times that size.")
