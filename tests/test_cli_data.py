@@ -14,6 +14,7 @@ from edge_runtime import __version__
 from edge_runtime.dataset_file import load_labelled_npz
 from train import mnist as mnist_module
 from train.cli import main
+from train.dataset_folder import fresh_images
 
 SMALL = ["--train", "300", "--val", "40", "--test", "60"]
 
@@ -66,6 +67,9 @@ def test_tilted_handwriting_test_set(mnist_dir, tmp_path):
     assert json.loads((tmp_path / "tilted" / "dataset.json").read_text())["parameters"]["digit_warp"] == [20, 0.35]
     (plain, plain_labels), (tilted, tilted_labels) = (load_labelled_npz(tmp_path / d / "test.npz") for d in ("plain", "tilted"))
     assert np.array_equal(plain_labels, tilted_labels) and plain.tobytes() != tilted.tobytes()  # same layout, warped digits
+    info = json.loads((tmp_path / "tilted" / "dataset.json").read_text())
+    options = {"compose": "auto", "mnist": mnist_dir, "digit_scale": (1, 1), "seed": 0}
+    assert fresh_images(options, info, "tilted").options["digit_warp"] == (20, 0.35)  # train's fresh images alike
     result = run(tmp_path / "bad", *SMALL, "--mnist", mnist_dir, "--digit-warp", "10")
     assert result.exit_code == 2 and "DEGREES,SHEAR" in result.output
 

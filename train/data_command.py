@@ -19,7 +19,8 @@ def _parse_prior(ctx, param, value):
     return comma_list(value, float, "expected 10 comma-separated numbers, e.g. 1,1,1,1,1,1,1,1,1,0.1")
 
 
-GEOMETRY = ("canvas", "min_digits", "max_digits", "empty_fraction", "max_overlap", "digit_scale", "digit_warp")  # options a preset fixes
+# options a preset fixes
+GEOMETRY = ("canvas", "min_digits", "max_digits", "empty_fraction", "max_overlap", "digit_scale", "digit_warp")
 
 
 @click.command("data")
@@ -44,8 +45,8 @@ GEOMETRY = ("canvas", "min_digits", "max_digits", "empty_fraction", "max_overlap
               help="Resize each digit by a factor drawn log-uniformly from [LOW, HIGH]; 1 is MNIST's size "
                    "(ink ~20 px tall in a 28 px cell), e.g. 0.5,0.5 for half-size digits.")
 @click.option("--digit-warp", type=NumberPair("DEGREES,SHEAR", "20,0.35"), default="0,0", show_default=True,
-              help="Rotate each digit by up to ±DEGREES and slant it (x += SHEAR * y) by up to ±SHEAR at random, "
-                   "e.g. 20,0.35 for a test set of tilted, slanted handwriting.")
+              help="Rotate each digit by up to ±DEGREES and slant it (x += SHEAR * y) by up to ±SHEAR at random "
+                   "(at most 30,0.5), e.g. 20,0.35 for a test set of tilted, slanted handwriting; 0,0: upright.")
 @click.option("--class-prior", callback=_parse_prior, metavar="W0,...,W9",
               help="Relative frequency of each class 0-9, e.g. 1,1,1,1,1,1,1,1,1,0.1 for few nines "
                    "[default: uniform].")

@@ -40,7 +40,7 @@ PRESETS = {
 SPLIT_SIZES = {"train": 60000, "val": 5000, "test": 10000}  # images per split
 VAL_SOURCE_FRACTION = 0.1  # share of MNIST's training digits reserved for val (train never uses them)
 MIN_SCALE, MAX_SCALE = 0.25, 4.0  # digit_scale limits: 7 to 112 px cells
-MAX_WARP = (30.0, 0.5)     # digit_warp limits: beyond them a 6 turns into a 9 and a 1 lies down
+MAX_WARP = (30.0, 0.5)     # digit_warp limits: more tilt or slant than handwriting shows
 MAX_TRIES = 20             # position draws for one digit before its image starts over
 MAX_RESTARTS = 200         # rounds of image restarts before the settings count as impossible
 
