@@ -64,10 +64,10 @@ def test_tilted_handwriting_test_set(mnist_dir, tmp_path):
     assert run(tmp_path / "plain", *SMALL, "--mnist", mnist_dir).exit_code == 0
     result = run(tmp_path / "tilted", *SMALL, "--mnist", mnist_dir, "--digit-warp", "20,0.35")
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "tilted" / "dataset.json").read_text())["parameters"]["digit_warp"] == [20, 0.35]
+    info = json.loads((tmp_path / "tilted" / "dataset.json").read_text())
+    assert info["parameters"]["digit_warp"] == [20, 0.35]
     (plain, plain_labels), (tilted, tilted_labels) = (load_labelled_npz(tmp_path / d / "test.npz") for d in ("plain", "tilted"))
     assert np.array_equal(plain_labels, tilted_labels) and plain.tobytes() != tilted.tobytes()  # same layout, warped digits
-    info = json.loads((tmp_path / "tilted" / "dataset.json").read_text())
     options = {"compose": "auto", "mnist": mnist_dir, "digit_scale": (1, 1), "seed": 0}
     assert fresh_images(options, info, "tilted").options["digit_warp"] == (20, 0.35)  # train's fresh images alike
     result = run(tmp_path / "bad", *SMALL, "--mnist", mnist_dir, "--digit-warp", "10")
